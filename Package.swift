@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "lava-boot",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "lava-boot", targets: ["lava-boot"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries, found with pkg-config (Debian ships no .pc for libbz2: linked by name).
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"]), .yum(["libcurl-devel"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"]), .yum(["openssl-devel"])]),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive",
+                       providers: [.apt(["libarchive-dev"]), .yum(["libarchive-devel"])]),
+        .systemLibrary(name: "CBzip2",
+                       providers: [.apt(["libbz2-dev"]), .yum(["bzip2-devel"])]),
+        // What Swift cannot call: variadic C functions and the child side of fork/exec.
+        .target(name: "CShim", dependencies: ["CCurl"]),
+
+        .target(name: "LavaSystem", dependencies: ["CShim"]),
+        .target(name: "LavaJSON"),
+        .target(name: "LavaLog", dependencies: [
+            "CShim", "LavaSystem", "LavaJSON", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "LavaCrypto", dependencies: ["CCrypto"]),
+        .target(name: "LavaSigV4", dependencies: ["LavaCrypto"]),
+        .target(name: "LavaRealm", dependencies: ["LavaSystem", "LavaJSON"]),
+        .target(name: "LavaSource", dependencies: ["LavaSystem"]),
+        .target(name: "LavaSelection", dependencies: ["LavaSystem", "LavaSource"]),
+        .target(name: "LavaInstall", dependencies: [
+            "CArchive", "CShim", "LavaSystem", "LavaJSON", "LavaSource", "LavaSelection",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "LavaPlan", dependencies: [
+            "LavaSystem", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
+        ]),
+        .executableTarget(name: "lava-boot", dependencies: [
+            "LavaPlan",
+            "LavaSystem", "LavaLog", "LavaJSON", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "LavaBootTests", dependencies: [
+            "CCurl", "CBzip2", "CArchive",
+            "LavaSystem", "LavaLog", "LavaJSON", "LavaCrypto", "LavaRealm", "LavaSource", "LavaSelection",
+            "LavaInstall", "LavaPlan",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "LavaSigV4Tests", dependencies: ["LavaSigV4", "LavaCrypto"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

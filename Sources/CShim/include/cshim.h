@@ -1,0 +1,40 @@
+#ifndef LAVA_CSHIM_H
+#define LAVA_CSHIM_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/// What the child side of fork must do before execve. Everything here is plain data prepared by
+/// the parent, so the child runs no Swift and allocates nothing.
+typedef struct {
+    const char *path;          /* executable, used as is (no PATH search) */
+    char *const *argv;         /* NULL-terminated */
+    char *const *envp;         /* NULL-terminated */
+    const char *cwd;           /* NULL: inherit */
+    int stdin_fd;              /* -1: /dev/null */
+    int stdout_fd;             /* -1: /dev/null */
+    int stderr_fd;             /* -1: /dev/null */
+    int change_ids;            /* non-zero: setgroups(groups), setgid(gid), setuid(uid) */
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    size_t group_count;
+    int new_process_group;     /* non-zero: setpgid(0, 0), so a signal can reach the whole tree */
+} lava_spawn_attr;
+
+/// Forks and execs. Returns 0 and the child's pid, or an errno value when fork failed or the
+/// child could not exec (then *failed_step names the step, and the child has already exited:
+/// the caller's reaper still collects it).
+int lava_spawn(const lava_spawn_attr *attr, pid_t *pid, const char **failed_step);
+
+/// pipe2(O_CLOEXEC); glibc declares pipe2 only under _GNU_SOURCE, which Swift's import lacks.
+int lava_pipe_cloexec(int fds[2]);
+
+/// renameat2(RENAME_EXCHANGE): swaps two paths atomically, so a release being replaced
+/// never disappears from under a link to it.
+int lava_rename_exchange(const char *a, const char *b);
+
+/// syslog(3) is variadic; this passes one preformatted message.
+void lava_syslog(int priority, const char *message);
+
+#endif

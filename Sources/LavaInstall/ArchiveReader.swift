@@ -1,0 +1,91 @@
+import CArchive
+import LavaSource
+import LavaSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `.tar.bz2` read once, front to back, from an object stream through libarchive: the bytes go
+/// stream → bzip2 → tar with no temporary copy. `onRead` sees every compressed chunk (progress).
+final class ArchiveReader {
+    let archive: OpaquePointer
+    private let source: StreamSource
+    let displayName: String
+
+    init(stream: any ObjectStream, displayName: String, onRead: @escaping (Int) -> Void) throws(LavaError) {
+        guard let archive = archive_read_new() else { throw LavaError(.install, "libarchive: out of memory") }
+        self.archive = archive
+        self.displayName = displayName
+        source = StreamSource(stream: stream, onRead: onRead)
+        archive_read_support_filter_bzip2(archive)
+        archive_read_support_format_tar(archive)
+        let opened = archive_read_open(archive, Unmanaged.passUnretained(source).toOpaque(), nil, { archive, context, buffer in
+            let source = Unmanaged<StreamSource>.fromOpaque(context!).takeUnretainedValue()
+            return source.fill(buffer!)
+        }, nil)
+        if opened != ARCHIVE_OK { throw failure("cannot read") }
+    }
+
+    deinit { archive_read_free(archive) }
+
+    /// The next entry, or nil at the end of the archive.
+    func nextEntry() throws(LavaError) -> OpaquePointer? {
+        var entry: OpaquePointer? = nil
+        let status = archive_read_next_header(archive, &entry)
+        if status == ARCHIVE_EOF { return nil }
+        if status != ARCHIVE_OK && status != ARCHIVE_WARN { throw failure("cannot read") }
+        return entry
+    }
+
+    /// Calls `body` with each data block of the current entry and its offset (sparse files skip).
+    func readData(_ body: (UnsafeRawBufferPointer, Int64) throws(LavaError) -> Void) throws(LavaError) {
+        var block: UnsafeRawPointer? = nil
+        var size = 0
+        var offset: la_int64_t = 0
+        while true {
+            let status = archive_read_data_block(archive, &block, &size, &offset)
+            if status == ARCHIVE_EOF { return }
+            if status != ARCHIVE_OK && status != ARCHIVE_WARN { throw failure("cannot read") }
+            try body(UnsafeRawBufferPointer(start: block, count: size), offset)
+        }
+    }
+
+    /// The stream's own error when it failed, else libarchive's (a corrupt bzip2 stream, say).
+    func failure(_ what: String) -> LavaError {
+        if let error = source.error { return error.prefixed("\(what) \(displayName)") }
+        let reason = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
+        return LavaError(.install, "\(what) \(displayName): \(reason) (is it a complete .tar.bz2?)")
+    }
+}
+
+/// libarchive's read callback target; libarchive holds an unretained pointer to it.
+private final class StreamSource {
+    let stream: any ObjectStream
+    let onRead: (Int) -> Void
+    var error: LavaError?
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+
+    init(stream: any ObjectStream, onRead: @escaping (Int) -> Void) {
+        self.stream = stream
+        self.onRead = onRead
+    }
+
+    deinit { buffer.deallocate() }
+
+    func fill(_ out: UnsafeMutablePointer<UnsafeRawPointer?>) -> Int {
+        do {
+            let count = try stream.read(into: buffer)
+            out.pointee = UnsafeRawPointer(buffer.baseAddress)
+            onRead(count)
+            return count
+        } catch {
+            self.error = error
+            return -1
+        }
+    }
+}
+
+extension OpaquePointer {
+    /// An archive entry's path as raw text, or nil when it is not valid UTF-8.
+    var entryPathname: String? { archive_entry_pathname(self).flatMap { String(validatingCString: $0) } }
+}

@@ -1,0 +1,312 @@
+import CArchive
+import LavaSource
+import LavaSystem
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// libarchive's AE_IF* and glibc's UTIME_OMIT are cast macros, which Swift does not import.
+enum FileType {
+    static let directory: mode_t = 0o040000
+    static let regular: mode_t = 0o100000
+    static let symlink: mode_t = 0o120000
+    static let omitTime = (1 << 30) - 2
+}
+
+public struct ExtractionSummary: Sendable, Equatable {
+    public var files = 0
+    public var directories = 0
+    public var links = 0
+    public var bytes: Int64 = 0
+}
+
+/// Extracts a tar stream into one directory and nowhere else. Every entry is created relative to
+/// directory fds opened with O_NOFOLLOW, so no symbolic link in the tree (or planted by the
+/// archive) can redirect a write. Refused: absolute paths, `..`, links that leave the tree,
+/// devices, FIFOs and sockets. Owners are not restored, setuid/setgid are dropped, files get at
+/// least go+r (go+x where the owner may execute), directories go+rx; mtimes are restored.
+struct SafeExtractor {
+    let destination: String
+    let logger: Logger
+
+    private struct PendingDirectory {
+        var components: [String]
+        var mode: mode_t
+        var mtime: timespec
+    }
+
+    func extract(_ reader: ArchiveReader) throws(LavaError) -> ExtractionSummary {
+        let rootFD = open(destination, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if rootFD < 0 { throw .errno("open", destination) }
+        defer { close(rootFD) }
+        var cursor = DirectoryCursor(rootFD: rootFD, displayRoot: reader.displayName)
+        defer { cursor.closeAll() }
+        let umaskValue = SafeExtractor.currentUmask()
+        var summary = ExtractionSummary()
+        var directories = [PendingDirectory]()
+        var symlinks = [[String]]()
+
+        while let entry = try reader.nextEntry() {
+            guard let rawPath = entry.entryPathname else {
+                throw refuse(reader, "an entry whose name is not UTF-8")
+            }
+            let components = try SafeExtractor.components(of: rawPath, reader: reader)
+            if components.isEmpty { continue }  // "./" itself
+            let name = components.last!
+            let parentFD = try cursor.enter(Array(components.dropLast()), reader: reader)
+            let mtime = timespec(tv_sec: archive_entry_mtime(entry), tv_nsec: Int(archive_entry_mtime_nsec(entry)))
+            let mode = mode_t(archive_entry_perm(entry))
+
+            if let hardlinkTarget = archive_entry_hardlink(entry).flatMap({ String(validatingCString: $0) }) {
+                let target = try SafeExtractor.components(of: hardlinkTarget, reader: reader)
+                guard !target.isEmpty else { throw refuse(reader, "hard link \(rawPath) to the top directory") }
+                let targetParentFD = try cursor.open(Array(target.dropLast()), reader: reader)
+                defer { close(targetParentFD) }
+                try SafeExtractor.replacing(parentFD, name) {
+                    linkat(targetParentFD, target.last!, parentFD, name, 0)
+                } failure: { LavaError.errno("link", rawPath).prefixed(reader.displayName) }
+                summary.links += 1
+                continue
+            }
+
+            switch archive_entry_filetype(entry) {
+            case FileType.directory:
+                if mkdirat(parentFD, name, 0o755) != 0 && errno != EEXIST {
+                    throw LavaError.errno("mkdir", rawPath).prefixed(reader.displayName)
+                }
+                // An existing non-directory (or link) in its place is caught when something enters it.
+                directories.append(PendingDirectory(components: components, mode: SafeExtractor.directoryMode(mode), mtime: mtime))
+                summary.directories += 1
+
+            case FileType.regular:
+                let finalMode = SafeExtractor.fileMode(mode)
+                let fd = try SafeExtractor.createFile(parentFD, name, mode: finalMode, path: rawPath, reader: reader)
+                defer { close(fd) }
+                var end: Int64 = 0
+                try reader.readData { block, offset throws(LavaError) in
+                    var written = 0
+                    while written < block.count {
+                        let n = pwrite(fd, block.baseAddress! + written, block.count - written, off_t(offset) + off_t(written))
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw LavaError.errno("write", rawPath).prefixed(reader.displayName)
+                        }
+                        written += n
+                    }
+                    end = max(end, offset + Int64(block.count))
+                }
+                let size = archive_entry_size(entry)
+                if end < size && ftruncate(fd, off_t(size)) != 0 {  // a sparse file's trailing hole
+                    throw LavaError.errno("ftruncate", rawPath).prefixed(reader.displayName)
+                }
+                // The umask may have taken bits the contract wants (go+r); only then one more call.
+                if finalMode & umaskValue != 0 { fchmod(fd, finalMode) }
+                var times = [timespec(tv_sec: 0, tv_nsec: FileType.omitTime), mtime]
+                futimens(fd, &times)
+                summary.files += 1
+                summary.bytes += size
+
+            case FileType.symlink:
+                guard let target = archive_entry_symlink(entry).flatMap({ String(validatingCString: $0) }), !target.isEmpty else {
+                    throw refuse(reader, "symbolic link \(rawPath) without a valid target")
+                }
+                guard SafeExtractor.staysInside(target, from: Array(components.dropLast())) else {
+                    throw refuse(reader, "symbolic link \(rawPath) -> \(target) leaves the release directory")
+                }
+                try SafeExtractor.replacing(parentFD, name) {
+                    symlinkat(target, parentFD, name)
+                } failure: { LavaError.errno("symlink", rawPath).prefixed(reader.displayName) }
+                var times = [timespec(tv_sec: 0, tv_nsec: FileType.omitTime), mtime]
+                utimensat(parentFD, name, &times, AT_SYMLINK_NOFOLLOW)
+                symlinks.append(components)
+                summary.links += 1
+
+            default:
+                throw refuse(reader, "\(rawPath) is a device, FIFO or socket")
+            }
+        }
+
+        // Links that each stay inside can still combine to leave (`s -> .`, then `a -> s/..`):
+        // resolve every one for real, through the links now on disk.
+        for link in symlinks {
+            guard SafeExtractor.resolvesInside(link, root: destination) else {
+                throw refuse(reader, "symbolic link \(link.joined(separator: "/")) resolves outside the release directory")
+            }
+        }
+
+        // Directories last, deepest first: creating their entries changed their mtimes.
+        cursor.closeAll()
+        for directory in directories.reversed() {
+            let fd = try cursor.open(directory.components, reader: reader)
+            fchmod(fd, directory.mode)
+            var times = [timespec(tv_sec: 0, tv_nsec: FileType.omitTime), directory.mtime]
+            futimens(fd, &times)
+            close(fd)
+        }
+        return summary
+    }
+
+    private func refuse(_ reader: ArchiveReader, _ what: String) -> LavaError {
+        LavaError(.unsafeArchive, "refusing \(reader.displayName): \(what)")
+    }
+
+    /// `a/./b/` → [a, b]; absolute paths and `..` are refused.
+    static func components(of path: String, reader: ArchiveReader) throws(LavaError) -> [String] {
+        if path.hasPrefix("/") {
+            throw LavaError(.unsafeArchive, "refusing \(reader.displayName): absolute path \(path)")
+        }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init).filter { $0 != "." }
+        if parts.contains("..") {
+            throw LavaError(.unsafeArchive, "refusing \(reader.displayName): path \(path) contains '..'")
+        }
+        return parts
+    }
+
+    /// Lexical check: does `target`, read from directory `base`, stay inside the tree?
+    static func staysInside(_ target: String, from base: [String]) -> Bool {
+        if target.hasPrefix("/") { return false }
+        var depth = base.count
+        for part in target.split(separator: "/", omittingEmptySubsequences: true) {
+            if part == "." { continue }
+            if part == ".." {
+                depth -= 1
+                if depth < 0 { return false }
+            } else {
+                depth += 1
+            }
+        }
+        return true
+    }
+
+    /// Resolves a link inside `root` the way the kernel would, following links on disk.
+    static func resolvesInside(_ link: [String], root: String) -> Bool {
+        var resolved = [String]()   // real directories only, never a link
+        var pending = Array(link.reversed())
+        var hops = 0
+        while let part = pending.popLast() {
+            if part == "." || part.isEmpty { continue }
+            if part == ".." {
+                if resolved.isEmpty { return false }
+                resolved.removeLast()
+                continue
+            }
+            let path = root + "/" + (resolved + [part]).joined(separator: "/")
+            guard let target = Files.readLink(path) else {
+                resolved.append(part)  // a directory, a file, or nothing yet: all inside
+                continue
+            }
+            hops += 1
+            if hops > 40 || target.hasPrefix("/") { return false }
+            pending.append(contentsOf: target.split(separator: "/", omittingEmptySubsequences: true).map(String.init).reversed())
+        }
+        return true
+    }
+
+    static func fileMode(_ mode: mode_t) -> mode_t {
+        var result = mode & 0o777 | 0o444
+        if result & 0o100 != 0 { result |= 0o011 }
+        return result
+    }
+
+    static func directoryMode(_ mode: mode_t) -> mode_t { mode & 0o777 | 0o755 }
+
+    static func currentUmask() -> mode_t {
+        let value = umask(0o022)
+        umask(value)
+        return value
+    }
+
+    static func createFile(_ parentFD: Int32, _ name: String, mode: mode_t, path: String, reader: ArchiveReader) throws(LavaError) -> Int32 {
+        let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
+        var fd = openat(parentFD, name, flags, mode)
+        if fd < 0 && errno == EEXIST {
+            // A later entry of the same name replaces the earlier one, as tar does.
+            if unlinkat(parentFD, name, 0) != 0 {
+                throw LavaError(.unsafeArchive, "refusing \(reader.displayName): \(path) would replace a directory")
+            }
+            fd = openat(parentFD, name, flags, mode)
+        }
+        if fd < 0 { throw LavaError.errno("create", path).prefixed(reader.displayName) }
+        return fd
+    }
+
+    /// Runs `create`; when the name exists, removes it (never a directory) and tries once more.
+    static func replacing(_ parentFD: Int32, _ name: String, create: () -> Int32, failure: () -> LavaError) throws(LavaError) {
+        if create() == 0 { return }
+        if errno == EEXIST && unlinkat(parentFD, name, 0) == 0 && create() == 0 { return }
+        throw failure()
+    }
+}
+
+/// The chain of open directory fds from the tree's root to the directory entries go into now.
+/// Tar lists a directory's entries together, so moving between neighbours costs few syscalls.
+struct DirectoryCursor {
+    let rootFD: Int32
+    let displayRoot: String
+    private var names = [String]()
+    private var fds = [Int32]()
+
+    init(rootFD: Int32, displayRoot: String) {
+        self.rootFD = rootFD
+        self.displayRoot = displayRoot
+    }
+
+    /// The fd of `components` (created as needed), owned by the cursor.
+    mutating func enter(_ components: [String], reader: ArchiveReader) throws(LavaError) -> Int32 {
+        var common = 0
+        while common < names.count, common < components.count, names[common] == components[common] { common += 1 }
+        while names.count > common {
+            close(fds.removeLast())
+            names.removeLast()
+        }
+        for name in components[common...] {
+            let parent = fds.last ?? rootFD
+            let fd = try DirectoryCursor.openDirectory(parent, name, create: true, path: (names + [name]).joined(separator: "/"), reader: reader)
+            names.append(name)
+            fds.append(fd)
+        }
+        return fds.last ?? rootFD
+    }
+
+    /// A new fd for `components` (which must exist), owned by the caller.
+    func open(_ components: [String], reader: ArchiveReader) throws(LavaError) -> Int32 {
+        var fd = dup(rootFD)
+        var walked = [String]()
+        for name in components {
+            walked.append(name)
+            let next: Int32
+            do {
+                next = try DirectoryCursor.openDirectory(fd, name, create: false, path: walked.joined(separator: "/"), reader: reader)
+            } catch {
+                close(fd)
+                throw error
+            }
+            close(fd)
+            fd = next
+        }
+        return fd
+    }
+
+    mutating func closeAll() {
+        for fd in fds { close(fd) }
+        fds.removeAll()
+        names.removeAll()
+    }
+
+    static func openDirectory(_ parent: Int32, _ name: String, create: Bool, path: String, reader: ArchiveReader) throws(LavaError) -> Int32 {
+        let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+        var fd = openat(parent, name, flags)
+        if fd < 0 && errno == ENOENT && create {
+            if mkdirat(parent, name, 0o755) != 0 && errno != EEXIST {
+                throw LavaError.errno("mkdir", path).prefixed(reader.displayName)
+            }
+            fd = openat(parent, name, flags)
+        }
+        if fd >= 0 { return fd }
+        if errno == ELOOP || errno == ENOTDIR {
+            throw LavaError(.unsafeArchive, "refusing \(reader.displayName): \(path) is a symbolic link or a file, not a directory")
+        }
+        throw LavaError.errno("open", path).prefixed(reader.displayName)
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import LavaSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct LavaBoot: ParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "lava-boot",
+        abstract: "Boot, install and supervise lava workers on an EC2 instance.",
+        version: version,
+        subcommands: [PlanCommand.self, InstallCommand.self, VersionsCommand.self]
+    )
+
+    /// Usage errors exit 64 with the reason and the usage (ArgumentParser's own handling);
+    /// runtime failures exit 1 with exactly one line that says what to do.
+    static func main() {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as LavaError {
+            fail(error.message)
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    static func fail(_ message: String) -> Never {
+        let line = "lava-boot: error: " + message.replacingNewlines() + "\n"
+        _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+        Glibc.exit(1)
+    }
+}
+
+extension String {
+    /// One line, whatever a message quoted.
+    func replacingNewlines() -> String {
+        String(map { $0 == "\n" || $0 == "\r" ? " " : $0 })
+    }
+}

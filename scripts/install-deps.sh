@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# What building and testing lava-boot needs on Debian/Ubuntu, installed when missing.
+set -euo pipefail
+need=()
+for pkg in libcurl4-openssl-dev libssl-dev libbz2-dev libarchive-dev pkg-config bzip2; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v moto_server >/dev/null 2>&1; then
+  python3 -m pip install -q 'moto[server]'
+fi
+command -v swift >/dev/null || { echo "swift is not on PATH (expected /opt/swift/usr/bin)" >&2; exit 1; }
