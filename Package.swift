@@ -54,7 +54,7 @@ let package = Package(
             "LavaInstall", "LavaPlan",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "LavaSigV4Tests", dependencies: ["LavaSigV4", "LavaCrypto"]),
+        .testTarget(name: "LavaSigV4Tests", dependencies: ["LavaSigV4", "LavaCrypto"], exclude: ["Vectors"]),
     ],
     swiftLanguageModes: [.v6]
 )
