@@ -79,7 +79,7 @@ enum TestBundle {
                 archive_entry_set_pathname(entry, name)
                 archive_entry_set_filetype(entry, 0o020000)
                 archive_entry_set_perm(entry, 0o644)
-                archive_entry_set_rdev(entry, makedev(1, 3))
+                archive_entry_set_rdev(entry, 0x103)
             }
             archive_entry_set_uid(entry, 4242)
             archive_entry_set_gid(entry, 4242)
@@ -112,7 +112,7 @@ enum TestBundle {
 
 /// The output of one run of the built binary.
 struct CommandResult {
-    var status: ExitStatus
+    var status: LavaSystem.ExitStatus
     var stdout: String
     var stderr: String
     var exitCode: Int32 {

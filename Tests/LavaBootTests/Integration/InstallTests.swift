@@ -1,0 +1,216 @@
+import Foundation
+import LavaSystem
+import Testing
+
+/// `install` from a local code area: layout, links, modes, reuse, and hostile bundles.
+@Suite struct InstallTests {
+    let fixture = LocalFixture()
+    var arch: String { fixture.machineArch }
+    var releases: String { fixture.root + "/opt/lava/releases" }
+
+    func name(_ version: String) -> String { "lava-\(version)-amzn2023-py3.11-\(arch)" }
+
+    func pin(_ version: String?) {
+        let pin = version.map { #", "version": "\#($0)""# } ?? ""
+        fixture.realms(#"{"realm": "prod", "x-workers": {"core": {"daemons": 1\#(pin)}}}"#)
+    }
+
+    func install(_ extra: [String] = []) -> CommandResult {
+        LavaBootBinary.run(["install", fixture.source, "prod", "core", "--realms-file", fixture.realmsFile, "--root", fixture.root] + extra)
+    }
+
+    func status(_ path: String) -> stat? {
+        var info = stat()
+        return lstat(path, &info) == 0 ? info : nil
+    }
+
+    func mode(_ path: String) -> mode_t? { status(path).map { $0.st_mode & 0o7777 } }
+
+    @Test func goodInstallHasTheExactLayoutLinksAndModes() throws {
+        fixture.bundle(name("8.2.0") + ".tar.bz2", TestBundle.lava(version: "8.2.0"))
+        pin(nil)
+        let result = install()
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        let release = "\(releases)/\(name("8.2.0"))"
+        #expect(result.stdout.contains("installed lava-8.2.0"))
+        #expect(Files.readLink(fixture.root + "/opt/lava/current") == "releases/\(name("8.2.0"))")
+        #expect(try Files.list(releases)?.sorted() == [name("8.2.0")], "no partial or stray directories")
+
+        // Modes: setuid dropped, files at least go+r (go+x where the owner may run), dirs go+rx.
+        #expect(mode(release + "/bin/lava-worker") == 0o755)
+        #expect(mode(release + "/bin/lava-admin") == 0o755)
+        #expect(mode(release + "/bin/README") == 0o644)
+        #expect(mode(release + "/lib/lava/version.py") == 0o644)
+        #expect(mode(release + "/bin") == 0o755)
+        #expect(mode(release + "/lib/lava") == 0o755)
+        // Owners are not restored; mtimes are.
+        #expect(status(release + "/lib/lava/version.py")?.st_uid == getuid())
+        #expect(status(release + "/lib/lava/version.py")?.st_mtim.tv_sec == 1_234_567_890)
+        #expect(status(release + "/bin/lava-worker")?.st_mtim.tv_sec == 1_500_000_001)
+        #expect(status(release + "/bin")?.st_mtim.tv_sec == 1_500_000_000)
+        #expect(try Files.readText(release + "/lib/lava/version.py") == "VERSION = '8.2.0'\n")
+        #expect(Files.readLink(release + "/lib/lava/current.py") == "version.py")
+        #expect(status(release + "/lib/lava/same.py")?.st_ino == status(release + "/lib/lava/version.py")?.st_ino)
+
+        // Per-release links: python scripts through lava-run, anything else to itself.
+        #expect(Files.readLink(release + "/.boot/bin/lava-worker") == "../../bin/lava-worker")
+        #expect(Files.readLink(release + "/.boot/bin/lava-admin") == "../../lava-run")
+        #expect(!Files.exists(release + "/.boot/bin/README"))
+        // /usr/local/bin goes through current, with relative links valid when the tree becomes /.
+        #expect(Files.readLink(fixture.root + "/usr/local/bin/lava-worker") == "../../../opt/lava/current/bin/lava-worker")
+        #expect(Files.readLink(fixture.root + "/usr/local/bin/lava-admin") == "../../../opt/lava/current/lava-run")
+        #expect(try Files.readText(fixture.root + "/usr/local/bin/lava-worker")?.contains("lava-worker 8.2.0") == true)
+    }
+
+    @Test func identicalReleaseIsReusedAndAChangedOneReplaced() throws {
+        fixture.bundle(name("8.2.0") + ".tar.bz2", TestBundle.lava(version: "8.2.0"))
+        pin(nil)
+        #expect(install().exitCode == 0)
+        let release = "\(releases)/\(name("8.2.0"))"
+        let inode = status(release)?.st_ino
+        let again = install()
+        #expect(again.exitCode == 0)
+        #expect(again.stdout.contains("reused"))
+        #expect(status(release)?.st_ino == inode, "not extracted again")
+
+        var changed = TestBundle.lava(version: "8.2.0")
+        changed.append(.file("NEWS", "rebuilt\n"))
+        sleep(1)  // a new mtime for the object
+        fixture.bundle(name("8.2.0") + ".tar.bz2", changed)
+        let third = install()
+        #expect(third.exitCode == 0, "\(third.stderr)")
+        #expect(third.stdout.contains("installed"))
+        #expect(try Files.readText(release + "/NEWS") == "rebuilt\n")
+        #expect(try Files.list(releases)?.sorted() == [name("8.2.0")])
+    }
+
+    @Test func newReleaseSwitchesCurrentAndDropsStaleLinks() throws {
+        fixture.bundle(name("8.1.0") + ".tar.bz2", TestBundle.lava(version: "8.1.0") + [.file("bin/lava-old", "#!/bin/sh\n", mode: 0o755)])
+        pin(nil)
+        #expect(install().exitCode == 0)
+        #expect(Files.readLink(fixture.root + "/usr/local/bin/lava-old") != nil)
+        fixture.bundle(name("8.2.0") + ".tar.bz2", TestBundle.lava(version: "8.2.0"))
+        #expect(install().exitCode == 0)
+        #expect(Files.readLink(fixture.root + "/opt/lava/current") == "releases/\(name("8.2.0"))")
+        #expect(Files.readLink(fixture.root + "/usr/local/bin/lava-old") == nil, "a link that would dangle is removed")
+        #expect(Files.isDirectory("\(releases)/\(name("8.1.0"))"), "older releases stay for parasitic workers")
+    }
+
+    /// Each hostile bundle fails the install, writes nothing outside the release dir, leaves
+    /// `current` alone and leaves no partial directory.
+    @Test(arguments: [
+        ("dot-dot", [BundleEntry.file("../evil", "x")]),
+        ("dot-dot-deep", [BundleEntry.directory("lib"), .file("lib/../../evil", "x")]),
+        ("absolute", [BundleEntry.file("/tmp/lava-boot-evil-absolute", "x")]),
+        ("symlink-to-etc-then-through", [BundleEntry.symlink("esc", target: "/etc"), .file("esc/evil", "x")]),
+        ("relative-symlink-escape", [BundleEntry.symlink("up", target: "../../.."), .file("up/evil", "x")]),
+        ("symlink-chain-escape", [BundleEntry.symlink("s", target: "."), .symlink("a", target: "s/..")]),
+        ("through-inside-symlink", [BundleEntry.directory("lib"), .symlink("l", target: "lib"), .file("l/evil", "x")]),
+        ("hardlink-to-passwd", [BundleEntry.hardlink("passwd", target: "/etc/passwd")]),
+        ("hardlink-up", [BundleEntry.hardlink("passwd", target: "../../../../../../etc/passwd")]),
+        ("device-node", [BundleEntry.characterDevice("null")]),
+        ("fifo", [BundleEntry.fifo("pipe")]),
+    ])
+    func hostileBundlesFailCleanly(_ label: String, _ entries: [BundleEntry]) throws {
+        fixture.bundle(name("8.1.0") + ".tar.bz2", TestBundle.lava(version: "8.1.0"))
+        pin("8.1.0")
+        #expect(install().exitCode == 0)
+        fixture.bundle(name("8.2.0") + ".tar.bz2", TestBundle.lava(version: "8.2.0") + entries)
+        pin("8.2.0")
+        let result = install()
+        #expect(result.exitCode == 1, "\(label): \(result.stdout) \(result.stderr)")
+        #expect(result.stderr.hasPrefix("lava-boot: error: installing \(name("8.2.0")).tar.bz2: "), "\(label): \(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1)
+        #expect(Files.readLink(fixture.root + "/opt/lava/current") == "releases/\(name("8.1.0"))", "\(label): current untouched")
+        #expect(try Files.list(releases)?.sorted() == [name("8.1.0")], "\(label): no partial dir left")
+        #expect(!Files.exists("/tmp/lava-boot-evil-absolute"))
+        #expect(try findFiles(named: "evil", under: fixture.directory.path).isEmpty, "\(label): nothing written outside")
+        #expect(try Files.readText("/etc/passwd")?.contains("root:") == true)
+    }
+
+    @Test func corruptedBzip2StreamFailsCleanly() throws {
+        fixture.bundle(name("8.1.0") + ".tar.bz2", TestBundle.lava(version: "8.1.0"))
+        pin("8.1.0")
+        #expect(install().exitCode == 0)
+        // A large enough bundle that the damage lands in compressed data, not the header.
+        var entries = TestBundle.lava(version: "8.2.0")
+        for index in 0..<40 {
+            entries.append(.file("lib/data\(index).txt", String(repeating: "line \(index) of lava data\n", count: 2000)))
+        }
+        let path = fixture.area + "/_dist_/pkg/amzn2023/\(name("8.2.0")).tar.bz2"
+        TestBundle.write(path, entries)
+        var bytes = try #require(try Files.read(path))
+        for offset in stride(from: bytes.count / 2, to: bytes.count / 2 + 64, by: 1) { bytes[offset] ^= 0x5A }
+        try Files.writeAtomically(path, bytes)
+        pin("8.2.0")
+        let result = install()
+        #expect(result.exitCode == 1)
+        #expect(result.stderr.contains("cannot read"), "\(result.stderr)")
+        #expect(Files.readLink(fixture.root + "/opt/lava/current") == "releases/\(name("8.1.0"))")
+        #expect(try Files.list(releases)?.sorted() == [name("8.1.0")])
+    }
+
+    @Test func truncatedBundleFailsCleanly() throws {
+        let path = fixture.area + "/_dist_/pkg/amzn2023/\(name("8.2.0")).tar.bz2"
+        TestBundle.write(path, TestBundle.lava(version: "8.2.0"))
+        let bytes = try #require(try Files.read(path))
+        try Files.writeAtomically(path, bytes.prefix(bytes.count / 2))
+        pin(nil)
+        let result = install()
+        #expect(result.exitCode == 1)
+        #expect(!Files.exists(fixture.root + "/opt/lava/current"))
+        #expect(try Files.list(releases) ?? [] == [])
+    }
+
+    /// Versions before 8.0 (and `--installer bundle`) run the bundle's own install.sh.
+    @Test func bundleInstallerRunsInstallScript() throws {
+        let script = """
+        #!/bin/sh
+        # install.sh -c -d BASE BUNDLE
+        [ "$1" = "-c" ] && [ "$2" = "-d" ] || exit 9
+        mkdir -p "$3/bin"
+        printf '%s\\n' "$@" > "$3/install-args"
+        printf '#!/bin/sh\\necho old worker\\n' > "$3/bin/lava-worker"
+        """
+        fixture.bundle("lava-7.9.0.tar.bz2", [.file("lava-7.9.0/install.sh", script, mode: 0o644), .file("lava-7.9.0/README", "x")])
+        pin("7.9.0")
+        let old = install()
+        #expect(old.exitCode == 0, "\(old.stderr)")
+        let bundlePath = fixture.area + "/_dist_/pkg/amzn2023/lava-7.9.0.tar.bz2"
+        #expect(try Files.readText(fixture.root + "/usr/local/install-args") == "-c\n-d\n\(fixture.root)/usr/local\n\(bundlePath)\n")
+        #expect(!Files.exists(fixture.root + "/opt/lava/current"), "bundle installs do not touch current")
+
+        fixture.bundle(name("8.2.0") + ".tar.bz2", TestBundle.lava(version: "8.2.0") + [.file("install.sh", script, mode: 0o755)])
+        pin("8.2.0")
+        let forced = install(["--installer", "bundle"])
+        #expect(forced.exitCode == 0, "\(forced.stderr)")
+        #expect(try Files.readText(fixture.root + "/opt/lava/install-args")?.contains("\(fixture.root)/opt/lava\n") == true)
+    }
+
+    @Test func failingInstallScriptFailsTheInstall() {
+        fixture.bundle("lava-7.9.0.tar.bz2", [.file("install.sh", "#!/bin/sh\necho broken >&2\nexit 3\n", mode: 0o755)])
+        pin("7.9.0")
+        let result = install()
+        #expect(result.exitCode == 1)
+        #expect(result.stderr.contains("broken"), "the script's output is logged")
+        #expect(result.stderr.contains("lava-boot: error: installing lava-7.9.0.tar.bz2: install.sh failed (exit status 3)"), "\(result.stderr)")
+    }
+
+    @Test func bundleWithoutInstallScriptIsAnError() {
+        fixture.bundle("lava-7.9.0.tar.bz2", [.file("README", "x")])
+        pin("7.9.0")
+        let result = install()
+        #expect(result.exitCode == 1)
+        #expect(result.stderr.contains("holds no install.sh"))
+    }
+
+    func findFiles(named name: String, under root: String) throws -> [String] {
+        var found = [String]()
+        for entry in try Files.list(root) ?? [] {
+            let path = root + "/" + entry
+            if entry == name { found.append(path) }
+            if Files.isDirectory(path) && Files.readLink(path) == nil { found += try findFiles(named: name, under: path) }
+        }
+        return found
+    }
+}
