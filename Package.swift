@@ -30,7 +30,7 @@ let package = Package(
             "CShim", "LavaSystem", "LavaJSON", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "LavaCrypto", dependencies: ["CCrypto"]),
-        .target(name: "LavaSigV4", dependencies: ["LavaCrypto"]),
+        .target(name: "LavaSigV4", dependencies: ["LavaCrypto", "LavaSystem"]),
         .target(name: "LavaRealm", dependencies: ["LavaSystem", "LavaJSON"]),
         .target(name: "LavaSource", dependencies: ["LavaSystem"]),
         .target(name: "LavaSelection", dependencies: ["LavaSystem", "LavaSource"]),
