@@ -31,6 +31,11 @@ let package = Package(
         ]),
         .target(name: "LavaCrypto", dependencies: ["CCrypto"]),
         .target(name: "LavaSigV4", dependencies: ["LavaCrypto", "LavaSystem"]),
+        .target(name: "LavaHTTP", dependencies: ["CCurl", "CShim", "LavaSystem", "LavaSource"]),
+        .target(name: "LavaAWS", dependencies: [
+            "LavaHTTP", "LavaSigV4", "LavaCrypto", "LavaJSON", "LavaSystem", "LavaSource", "LavaRealm",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "LavaRealm", dependencies: ["LavaSystem", "LavaJSON"]),
         .target(name: "LavaSource", dependencies: ["LavaSystem"]),
         .target(name: "LavaSelection", dependencies: ["LavaSystem", "LavaSource"]),
@@ -42,7 +47,7 @@ let package = Package(
             "LavaSystem", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
         ]),
         .executableTarget(name: "lava-boot", dependencies: [
-            "LavaPlan",
+            "LavaPlan", "LavaAWS",
             "LavaSystem", "LavaLog", "LavaJSON", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -51,9 +56,10 @@ let package = Package(
         .testTarget(name: "LavaBootTests", dependencies: [
             "CCurl", "CBzip2", "CArchive",
             "LavaSystem", "LavaLog", "LavaJSON", "LavaCrypto", "LavaRealm", "LavaSource", "LavaSelection",
-            "LavaInstall", "LavaPlan",
+            "LavaInstall", "LavaPlan", "LavaAWS", "LavaHTTP", "LavaSigV4",
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], exclude: ["Peers"]),
+        .testTarget(name: "LavaHTTPTests", dependencies: ["LavaHTTP", "LavaSystem", "LavaSource"], exclude: ["Peers"]),
         .testTarget(name: "LavaSigV4Tests", dependencies: ["LavaSigV4", "LavaCrypto"], exclude: ["Vectors"]),
     ],
     swiftLanguageModes: [.v6]

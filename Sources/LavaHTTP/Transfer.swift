@@ -32,7 +32,7 @@ final class Transfer: @unchecked Sendable {  // one thread at a time: parked in 
     private(set) var finished = false
     private var result = CURLE_OK
     private var bodyTooLarge = false
-    private(set) var bodyBytes: [UInt8] = []
+    private var bodyBytes: [UInt8] = []
     private(set) var received: Int64 = 0
     private(set) var paused = false
     let buffer: ByteBuffer
@@ -103,7 +103,6 @@ final class Transfer: @unchecked Sendable {  // one thread at a time: parked in 
         try set(CURLOPT_FOLLOWLOCATION, 0)  // a redirect is the caller's to read (S3 region moves)
         try set(CURLOPT_TCP_KEEPALIVE, 1)
         try set(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1)  // a proxy's CONNECT reply is not the response
-        try set(CURLOPT_BUFFERSIZE, 64 * 1024)
         try set(CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(configuration.connectTimeout))
         try set(CURLOPT_LOW_SPEED_LIMIT, configuration.lowSpeedLimit)
         try set(CURLOPT_LOW_SPEED_TIME, configuration.lowSpeedTime)
@@ -116,8 +115,8 @@ final class Transfer: @unchecked Sendable {  // one thread at a time: parked in 
         try set(CURLOPT_NOPROXY, configuration.proxy.noProxy ?? "")
         if let bundle = configuration.caBundle { try set(CURLOPT_CAINFO, bundle) }
         try set(CURLOPT_USERAGENT, configuration.userAgent)
-        try setMethodAndBody(request)
-        try setHeaders(request)
+        let sendsBody = try setMethodAndBody(request)
+        try setHeaders(request, sendsBody: sendsBody)
 
         let added = curl_multi_add_handle(multi, easy)
         guard added == CURLM_OK else { throw multiError(added, "curl_multi_add_handle") }
@@ -142,13 +141,16 @@ final class Transfer: @unchecked Sendable {  // one thread at a time: parked in 
         }
     }
 
-    private func setMethodAndBody(_ request: HTTPRequest) throws(LavaError) {
+    /// True when the request carries a body (possibly empty, as an empty PUT's `Content-Length: 0`).
+    private func setMethodAndBody(_ request: HTTPRequest) throws(LavaError) -> Bool {
         let method = request.method
         if method == "HEAD" {
             try set(CURLOPT_NOBODY, 1)
+            return false
         } else if request.body.isEmpty && method != "POST" && method != "PUT" && method != "PATCH" {
             try set(CURLOPT_HTTPGET, 1)
             if method != "GET" { try set(CURLOPT_CUSTOMREQUEST, method) }
+            return false
         } else {
             // libcurl copies the body now, so it rewinds by itself when it must resend on a new
             // connection (a kept-alive one that the server had closed).
@@ -159,17 +161,18 @@ final class Transfer: @unchecked Sendable {  // one thread at a time: parked in 
             }
             try check(code, "CURLOPT_COPYPOSTFIELDS")
             if method != "POST" { try set(CURLOPT_CUSTOMREQUEST, method) }
+            return true
         }
     }
 
-    private func setHeaders(_ request: HTTPRequest) throws(LavaError) {
+    private func setHeaders(_ request: HTTPRequest, sendsBody: Bool) throws(LavaError) {
         var lines: [String] = request.headers.map { name, value in
             value.isEmpty ? "\(name);" : "\(name): \(value)"  // "Name;" sends an empty value
         }
         let given = HTTPHeaders(request.headers)
         // "Name:" with nothing after removes a header libcurl would add by itself.
         if !given.contains("Expect") { lines.append("Expect:") }
-        if !given.contains("Content-Type") && (!request.body.isEmpty || request.method == "POST") {
+        if !given.contains("Content-Type") && sendsBody {
             lines.append("Content-Type:")
         }
         for line in lines {
@@ -226,6 +229,12 @@ final class Transfer: @unchecked Sendable {  // one thread at a time: parked in 
         guard attached else { return }
         curl_multi_remove_handle(multi, easy)
         attached = false
+    }
+
+    /// Hands the buffered body over, so a parked transfer does not keep it alive.
+    func takeBody() -> [UInt8] {
+        defer { bodyBytes = [] }
+        return bodyBytes
     }
 
     /// The error the finished transfer ended with, if any.

@@ -21,21 +21,23 @@ public struct PackageName: Sendable, Equatable {
         let stem = fileName.dropFirst("lava-".count).dropLast(PackageName.suffix.count)
         let fields = stem.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
         guard let version = LavaVersion(fields[0]) else { return nil }
-        switch fields.count {
-        case 1:
+        // The OS may itself hold '-' (`opensuse-leap15`): read python and arch from the right.
+        if fields.count == 1 {
             style = .oldStyle
             os = nil
             python = nil
             arch = nil
-        case 4:
-            guard !fields[1].isEmpty, fields[2].hasPrefix("py"), !fields[3].isEmpty else { return nil }
-            let python = String(fields[2].dropFirst(2))
+        } else if fields.count >= 4 {
+            let os = fields[1..<fields.count - 2].joined(separator: "-")
+            let pythonField = fields[fields.count - 2]
+            guard !os.isEmpty, !fields[1].isEmpty, pythonField.hasPrefix("py"), let arch = fields.last, !arch.isEmpty else { return nil }
+            let python = String(pythonField.dropFirst(2))
             guard PackageName.isPythonVersion(python) else { return nil }
             style = .newStyle
-            os = fields[1]
+            self.os = os
             self.python = python
-            arch = fields[3]
-        default:
+            self.arch = arch
+        } else {
             return nil
         }
         self.fileName = fileName

@@ -90,7 +90,7 @@ public struct PlatformDetector: Sendable {
 
     static func parseOSRelease(_ text: String) -> [String: String] {
         var fields = [String: String]()
-        for line in text.split(separator: "\n") {
+        for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             let trimmed = line.drop { $0 == " " || $0 == "\t" }
             guard !trimmed.hasPrefix("#"), let equals = trimmed.firstIndex(of: "=") else { continue }
             let key = String(trimmed[..<equals])

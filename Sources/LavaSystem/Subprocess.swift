@@ -120,6 +120,7 @@ public enum Subprocess {
         var fds: [Int32] = [0, 0]
         if lava_pipe_cloexec(&fds) != 0 { throw .errno("pipe2") }
         var request = request
+        request.newProcessGroup = true
         request.standardOutput = fds[1]
         request.standardError = fds[1]
         let pid: pid_t
@@ -132,46 +133,9 @@ public enum Subprocess {
         }
         close(fds[1])
         defer { close(fds[0]) }
-
-        let start = Clock.monotonicSeconds()
-        var timedOut = false
-        var killAt: Double? = nil
         var pending = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 8192)
-        readLoop: while true {
-            var waitMilliseconds: Int32 = -1
-            let now = Clock.monotonicSeconds()
-            if let timeout, !timedOut {
-                let left = timeout.seconds - (now - start)
-                if left <= 0 {
-                    timedOut = true
-                    kill(pid, SIGTERM)
-                    killAt = now + timeout.killAfter
-                } else {
-                    waitMilliseconds = Int32(min(left * 1000 + 1, Double(Int32.max)))
-                }
-            }
-            if let deadline = killAt {
-                let left = deadline - now
-                if left <= 0 {
-                    kill(pid, SIGKILL)
-                    killAt = nil
-                    waitMilliseconds = -1
-                } else {
-                    waitMilliseconds = Int32(left * 1000 + 1)
-                }
-            }
-            var pollFD = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pollFD, 1, waitMilliseconds)
-            if ready < 0 && errno != EINTR { throw .errno("poll") }
-            if ready <= 0 { continue }
-            let n = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
-                throw .errno("read")
-            }
-            if n == 0 { break readLoop }
-            pending.append(contentsOf: buffer[0..<n])
+        let timedOut = try pump([fds[0]], pid: pid, timeout: timeout) { _, bytes in
+            pending.append(contentsOf: bytes)
             emitLines(&pending, onLine: onLine)
         }
         if !pending.isEmpty { onLine(String(decoding: pending, as: UTF8.self)) }
@@ -179,15 +143,122 @@ public enum Subprocess {
         return Result(status: status, timedOut: timedOut)
     }
 
+    /// Runs a child to completion, collecting its stdout whole (up to `limit` bytes) and handing
+    /// its stderr line by line to `onErrorLine`. Stdout is read to its end before the child is
+    /// reaped, so a full pipe can never deadlock it.
+    public static func capture(_ request: SpawnRequest, timeout: Timeout, limit: Int = 1 << 20,
+                               onErrorLine: (String) -> Void) throws(LavaError) -> (Result, [UInt8]) {
+        var outPipe: [Int32] = [0, 0]
+        var errPipe: [Int32] = [0, 0]
+        if lava_pipe_cloexec(&outPipe) != 0 { throw .errno("pipe2") }
+        if lava_pipe_cloexec(&errPipe) != 0 {
+            close(outPipe[0]); close(outPipe[1])
+            throw .errno("pipe2")
+        }
+        var request = request
+        request.newProcessGroup = true
+        request.standardOutput = outPipe[1]
+        request.standardError = errPipe[1]
+        let pid: pid_t
+        do {
+            pid = try Reaper.shared.spawn(request)
+        } catch {
+            for fd in outPipe + errPipe { close(fd) }
+            throw error
+        }
+        close(outPipe[1])
+        close(errPipe[1])
+        defer {
+            close(outPipe[0])
+            close(errPipe[0])
+        }
+        var output = [UInt8]()
+        var pendingErrors = [UInt8]()
+        let timedOut = try pump([outPipe[0], errPipe[0]], pid: pid, timeout: timeout) { index, bytes in
+            if index == 0 {
+                if output.count < limit { output.append(contentsOf: bytes.prefix(limit - output.count)) }
+            } else {
+                pendingErrors.append(contentsOf: bytes)
+                emitLines(&pendingErrors, onLine: onErrorLine)
+            }
+        }
+        if !pendingErrors.isEmpty { onErrorLine(String(decoding: pendingErrors, as: UTF8.self)) }
+        return (Result(status: Reaper.shared.wait(pid), timedOut: timedOut), output)
+    }
+
+    /// Reads every fd to its end (or gives up shortly after a SIGKILL at the timeout), passing
+    /// chunks to `onBytes` with the fd's index. Returns whether the timeout fired.
+    static func pump(_ fds: [Int32], pid: pid_t, timeout: Timeout?,
+                     onBytes: (Int, ArraySlice<UInt8>) -> Void) throws(LavaError) -> Bool {
+        let start = Clock.monotonicSeconds()
+        var timedOut = false
+        var killAt: Double? = nil
+        var abandonAt: Double? = nil
+        var open = Array(fds.indices)
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        while !open.isEmpty {
+            var waitMilliseconds: Int32 = -1
+            let now = Clock.monotonicSeconds()
+            if let timeout, !timedOut {
+                let left = timeout.seconds - (now - start)
+                if left <= 0 {
+                    timedOut = true
+                    kill(-pid, SIGTERM)
+                    killAt = now + timeout.killAfter
+                } else {
+                    waitMilliseconds = Int32(min(left * 1000 + 1, Double(Int32.max)))
+                }
+            }
+            if let deadline = killAt {
+                if deadline - now <= 0 {
+                    kill(-pid, SIGKILL)
+                    killAt = nil
+                    abandonAt = now + 2
+                } else {
+                    waitMilliseconds = Int32((deadline - now) * 1000 + 1)
+                }
+            }
+            if let abandonAt {
+                if now >= abandonAt { break }
+                waitMilliseconds = Int32((abandonAt - now) * 1000 + 1)
+            }
+            var pollFDs = open.map { pollfd(fd: fds[$0], events: Int16(POLLIN), revents: 0) }
+            let ready = poll(&pollFDs, nfds_t(pollFDs.count), waitMilliseconds)
+            if ready < 0 && errno != EINTR { throw .errno("poll") }
+            if ready <= 0 { continue }
+            var stillOpen = [Int]()
+            for (slot, index) in open.enumerated() {
+                guard pollFDs[slot].revents != 0 else {
+                    stillOpen.append(index)
+                    continue
+                }
+                let n = buffer.withUnsafeMutableBytes { read(fds[index], $0.baseAddress, $0.count) }
+                if n > 0 {
+                    onBytes(index, buffer[0..<n])
+                    stillOpen.append(index)
+                } else if n < 0 && (errno == EINTR || errno == EAGAIN) {
+                    stillOpen.append(index)
+                }
+            }
+            open = stillOpen
+        }
+        return timedOut
+    }
+
     static func emitLines(_ pending: inout [UInt8], onLine: (String) -> Void) {
         var start = 0
-        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-            onLine(String(decoding: pending[start..<newline], as: UTF8.self))
-            start = newline + 1
-        }
-        while pending.count - start > maximumLineLength {
-            onLine(String(decoding: pending[start..<start + maximumLineLength], as: UTF8.self))
-            start += maximumLineLength
+        while true {
+            // A newline within the limit ends a line; without one, a full piece goes on alone.
+            let window = pending[start..<min(pending.count, start + maximumLineLength + 1)]
+            if let newline = window.firstIndex(of: UInt8(ascii: "\n")) {
+                onLine(String(decoding: pending[start..<newline], as: UTF8.self))
+                start = newline + 1
+            } else if pending.count - start >= maximumLineLength {
+                onLine(String(decoding: pending[start..<start + maximumLineLength], as: UTF8.self))
+                start += maximumLineLength
+            } else {
+                break
+            }
         }
         pending.removeFirst(start)
     }

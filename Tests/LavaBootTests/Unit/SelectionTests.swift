@@ -300,12 +300,10 @@ import Testing
     @Test func pinnedFindsTheNewStyleNameOfAnOSWithAHyphen() throws {
         let os = "opensuse-leap15"
         let names = [SelectionTests.new("8.2.0", os: os), SelectionTests.old("8.2.0")]
-        withKnownIssue("PackageName splits on '-', so an OS ID with a hyphen never matches its own new-style bundles") {
-            let pinned = try SelectionTests.select(names, os: os, pinned: "8.2.0")
-            #expect(pinned.name.fileName == SelectionTests.new("8.2.0", os: os))
-            let newest = try SelectionTests.select(names, os: os)
-            #expect(newest.name.fileName == SelectionTests.new("8.2.0", os: os))
-        }
+        let pinned = try SelectionTests.select(names, os: os, pinned: "8.2.0")
+        #expect(pinned.name.fileName == SelectionTests.new("8.2.0", os: os))
+        let newest = try SelectionTests.select(names, os: os)
+        #expect(newest.name.fileName == SelectionTests.new("8.2.0", os: os))
     }
 
     // MARK: Listing

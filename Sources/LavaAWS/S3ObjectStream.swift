@@ -1,0 +1,145 @@
+import LavaCrypto
+import LavaHTTP
+import LavaSource
+import LavaSystem
+import Logging
+
+/// A GetObject body that survives broken connections and proves it arrived whole: a transfer
+/// cut short resumes with `Range` + `If-Match: <etag>` (an object changed meanwhile is an
+/// error, never a mix), the total must equal the first response's Content-Length, and with S3
+/// checksums present the SHA-256 must match `x-amz-checksum-sha256`.
+final class S3ObjectStream: ObjectStream {
+    private let s3: S3Client
+    private let bucket: String
+    private let key: String
+    private let logger: Logger
+    private var current: HTTPResponseStream?
+    private var received: Int64 = 0
+    private var total: Int64?
+    private var etag: String?
+    private var expectedChecksum: String?
+    private var hasher: SHA256? = SHA256()
+    private var resumes = 0
+    private var finished = false
+
+    init(s3: S3Client, bucket: String, key: String, logger: Logger) throws(LavaError) {
+        self.s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self.logger = logger
+        try open()
+    }
+
+    private var name: String { "s3://\(bucket)/\(key)" }
+
+    private func open() throws(LavaError) {
+        let stream = try s3.get(bucket: bucket, key: key, from: received, ifMatch: received > 0 ? etag : nil)
+        switch stream.status {
+        case 404:
+            stream.close()
+            throw LavaError(.aws, "\(name): no such object")
+        case 412:
+            stream.close()
+            throw LavaError(.aws, "\(name) changed while it was being downloaded (ETag no longer \(etag ?? "?")); run again")
+        case 206 where received > 0:
+            break
+        case 200 where received == 0:
+            total = stream.expectedLength
+            etag = stream.headers["ETag"].map(S3Client.unquote)
+            // A multipart object's checksum is of its parts ("...-N"), not of the whole body.
+            expectedChecksum = stream.headers["x-amz-checksum-sha256"].flatMap { $0.contains("-") ? nil : $0 }
+        default:
+            stream.close()
+            throw LavaError(.aws, "\(name): unexpected HTTP \(stream.status) for GetObject")
+        }
+        current = stream
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws(LavaError) -> Int {
+        if finished { return 0 }
+        while true {
+            if current == nil { try open() }
+            do throws(LavaError) {
+                let count = try current!.read(into: buffer)
+                if count == 0 {
+                    try verify()
+                    finished = true
+                    current = nil
+                    return 0
+                }
+                received += Int64(count)
+                hasher?.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                return count
+            } catch {
+                current?.close()
+                current = nil
+                resumes += 1
+                guard error.isTransientHTTPFailure, resumes < s3.client.retry.maxAttempts else {
+                    throw error.prefixed(name)
+                }
+                let delay = s3.client.retry.delay(afterAttempt: resumes)
+                logger.info("\(name): connection broke after \(received) bytes; resuming (\(resumes) of \(s3.client.retry.maxAttempts - 1))")
+                RetryPolicy.sleep(seconds: delay)
+            }
+        }
+    }
+
+    private func verify() throws(LavaError) {
+        if let total, received != total {
+            throw LavaError(.aws, "\(name): received \(received) bytes, Content-Length said \(total)")
+        }
+        if let expectedChecksum, let hasher = hasher.take() {
+            let actual = Base64.encode(hasher.finalize())
+            guard actual == expectedChecksum else {
+                throw LavaError(.aws, "\(name): SHA-256 \(actual) does not match x-amz-checksum-sha256 \(expectedChecksum)")
+            }
+        }
+    }
+}
+
+/// A code area in S3 (`s3://BUCKET/PREFIX`).
+public struct S3CodeArea: CodeArea {
+    public let s3: S3Client
+    public let bucket: String
+    public let prefix: String
+    let logger: Logger
+
+    public init(s3: S3Client, bucket: String, prefix: String, logger: Logger) {
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix
+        self.logger = logger
+    }
+
+    public var location: SourceLocation { .s3(bucket: bucket, prefix: prefix) }
+
+    func fullKey(_ relative: String) -> String { prefix.isEmpty ? relative : "\(prefix)/\(relative)" }
+
+    func relativeKey(_ full: String) -> String {
+        prefix.isEmpty ? full : String(full.dropFirst(prefix.count + 1))
+    }
+
+    public func list(_ directory: String) throws(LavaError) -> [ObjectInfo] {
+        let listing = try s3.list(bucket: bucket, prefix: fullKey(directory) + "/", delimiter: "/")
+        return listing.objects.filter { !$0.key.hasSuffix("/") }.map { object in
+            ObjectInfo(key: relativeKey(object.key), size: object.size, modified: object.modified, etag: object.etag)
+        }.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
+    }
+
+    public func listDirectories(_ directory: String) throws(LavaError) -> [String] {
+        let listing = try s3.list(bucket: bucket, prefix: fullKey(directory) + "/", delimiter: "/")
+        return listing.prefixes.map { Paths.lastComponent(of: String($0.dropLast())) }
+    }
+
+    public func head(_ key: String) throws(LavaError) -> ObjectInfo? {
+        try s3.head(bucket: bucket, key: fullKey(key)).map { object in
+            ObjectInfo(key: key, size: object.size, modified: object.modified, etag: object.etag)
+        }
+    }
+
+    public func open(_ key: String) throws(LavaError) -> any ObjectStream {
+        try S3ObjectStream(s3: s3, bucket: bucket, key: fullKey(key), logger: logger)
+    }
+
+    public func localPath(_ key: String) -> String? { nil }
+}
