@@ -58,7 +58,7 @@ let package = Package(
             "LavaSystem", "LavaLog", "LavaJSON", "LavaCrypto", "LavaRealm", "LavaSource", "LavaSelection",
             "LavaInstall", "LavaPlan", "LavaAWS", "LavaHTTP", "LavaSigV4",
             .product(name: "Logging", package: "swift-log"),
-        ], exclude: ["Peers"]),
+        ], exclude: ["Peers", "Vectors"]),
         .testTarget(name: "LavaHTTPTests", dependencies: ["LavaHTTP", "LavaSystem", "LavaSource"], exclude: ["Peers"]),
         .testTarget(name: "LavaSigV4Tests", dependencies: ["LavaSigV4", "LavaCrypto"], exclude: ["Vectors"]),
     ],

@@ -196,11 +196,16 @@ public struct Installer: Sendable {
 
     func installWithScript(_ selected: SelectedPackage) throws(LavaError) -> InstalledRelease {
         let base = root.path(selected.name.version.isOlder(than: 8, 0) ? "/usr/local" : Installer.lavaHome)
-        guard let bundlePath = area.localPath(selected.object.key) else {
-            throw LavaError(.unsupported, "the bundle installer needs a local copy of the bundle; not supported for \(area.location) yet")
-        }
         let scratch = try makePrivateDirectory()
         defer { try? Files.removeTree(scratch) }
+        // install.sh takes the bundle as a file: a remote one is downloaded next to it first.
+        let bundlePath: String
+        if let local = area.localPath(selected.object.key) {
+            bundlePath = local
+        } else {
+            bundlePath = Paths.join(scratch, selected.name.fileName)
+            try download(selected, to: bundlePath)
+        }
         let script = Paths.join(scratch, "install.sh")
         try extractInstallScript(selected, to: script)
         try Files.makeDirectories(base)
@@ -238,6 +243,30 @@ public struct Installer: Sendable {
             return
         }
         throw LavaError(.install, "\(area.displayName(selected.object.key)) holds no install.sh; use --installer native for lava ≥ 8.0")
+    }
+
+    private func download(_ selected: SelectedPackage, to path: String) throws(LavaError) {
+        let stream = try area.open(selected.object.key)
+        let progress = ProgressReporter(logger: logger, label: "downloading \(selected.name.fileName)", total: selected.object.size)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd < 0 { throw .errno("create", path) }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let count = try stream.read(into: buffer)
+            if count == 0 { return }
+            var written = 0
+            while written < count {
+                let n = write(fd, buffer.baseAddress! + written, count - written)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw .errno("write", path)
+                }
+                written += n
+            }
+            progress.add(count)
+        }
     }
 
     private func makePrivateDirectory() throws(LavaError) -> String {

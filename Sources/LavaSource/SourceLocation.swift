@@ -94,15 +94,14 @@ extension CodeArea {
 }
 
 public enum CodeAreas {
+    /// A local code area; S3 ones come from the AWS layer.
     public static func open(_ location: SourceLocation) throws(LavaError) -> any CodeArea {
-        switch location {
-        case .file(let path):
-            guard Files.isDirectory(path) else {
-                throw LavaError(.invalidSource, "\(location): no such directory")
-            }
-            return LocalCodeArea(root: path)
-        case .s3:
-            throw LavaError(.unsupported, "\(location): s3:// code areas are not supported yet by this build; use a file:// code area")
+        guard case .file(let path) = location else {
+            preconditionFailure("\(location) is not a local code area")
         }
+        guard Files.isDirectory(path) else {
+            throw LavaError(.invalidSource, "\(location): no such directory")
+        }
+        return LocalCodeArea(root: path)
     }
 }

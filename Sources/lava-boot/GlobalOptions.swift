@@ -12,6 +12,12 @@ enum LevelName: String, ExpressibleByArgument, CaseIterable {
 
 /// Options every command takes, before or after its positionals.
 struct GlobalOptions: ParsableArguments {
+    @Option(help: "AWS region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's, or the instance's).")
+    var region: String?
+
+    @Option(help: "AWS profile from the shared config and credentials files (else AWS_PROFILE).")
+    var profile: String?
+
     @Option(help: "Log level: debug, info, warning or error.")
     var level: LevelName = .info
 
@@ -80,6 +86,9 @@ struct TargetOptions: ParsableArguments {
 
     @Option(name: .customLong("realms-file"), help: "Read the realm item from this JSON file instead of DynamoDB.")
     var realmsFile: String?
+
+    @Option(name: .customLong("realms-table"), help: "DynamoDB table holding the realms.")
+    var realmsTable: String = "lava.realms"
 
     @Option(help: "Installer: native (releases under /opt/lava/releases) or bundle (the bundle's install.sh).")
     var installer: InstallerName = .native

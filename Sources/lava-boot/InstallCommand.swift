@@ -17,7 +17,7 @@ struct InstallCommand: ParsableCommand {
         logger[metadataKey: "realm"] = "\(target.realm)"
         logger[metadataKey: "worker"] = "\(target.worker)"
         let root = try global.hostRoot()
-        let resolver = Resolver(target: target, platform: platform, skipPatterns: [], root: root, logger: logger)
+        let resolver = Resolver(target: target, platform: platform, skipPatterns: [], global: global, logger: logger)
         let (plan, area) = try resolver.plan()
         let installer = Installer(root: root, area: area, preferred: target.installer == .bundle ? .bundle : .native, logger: logger)
         let releases = try installReleases(plan, installer: installer)

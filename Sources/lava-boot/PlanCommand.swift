@@ -21,7 +21,7 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         let logger = try global.makeLogger(component: "plan")
         let resolver = Resolver(target: target, platform: platform, skipPatterns: skipScripts,
-                                root: try global.hostRoot(), logger: logger)
+                                global: global, logger: logger)
         let (plan, _) = try resolver.plan()
         print(json ? PlanOutput.json(plan) : PlanOutput.text(plan), terminator: "")
     }

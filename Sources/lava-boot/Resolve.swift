@@ -1,3 +1,4 @@
+import LavaAWS
 import LavaInstall
 import LavaPlan
 import LavaRealm
@@ -6,32 +7,70 @@ import LavaSource
 import LavaSystem
 import Logging
 
-/// Resolution shared by `plan`, `install` and (later) `boot`.
+/// AWS access, set up only when a command first needs it: a `file://` code area with a
+/// realms file never touches AWS or the instance metadata service.
+final class AWSAccess {
+    private let global: GlobalOptions
+    private let logger: Logger
+    private let attempts: Int
+    private var context: AWSContext?
+
+    init(global: GlobalOptions, logger: Logger, attempts: Int) {
+        self.global = global
+        self.logger = logger
+        self.attempts = attempts
+    }
+
+    func resolve() throws(LavaError) -> AWSContext {
+        if let context { return context }
+        let made = try AWSContext(environment: ProcessEnvironment.current(), region: global.region,
+                                  profile: global.profile, logger: logger)
+        context = made
+        return made
+    }
+
+    func codeArea(_ location: SourceLocation) throws(LavaError) -> any CodeArea {
+        switch location {
+        case .file:
+            return try CodeAreas.open(location)
+        case .s3(let bucket, let prefix):
+            let s3 = S3Client(client: try resolve().client(.s3, defaultAttempts: attempts))
+            return S3CodeArea(s3: s3, bucket: bucket, prefix: prefix, logger: logger)
+        }
+    }
+
+    func realmItem(table: String, realm: String) throws(LavaError) -> RealmItem {
+        try RealmsTable(client: try resolve().client(.dynamodb, defaultAttempts: attempts), table: table).item(realm: realm)
+    }
+}
+
+/// Resolution shared by `plan`, `install` and `boot`.
 struct Resolver {
     var target: TargetOptions
     var platform: PlatformOptions?
     var skipPatterns: [String]
-    var root: HostRoot
+    var global: GlobalOptions
     var logger: Logger
 
     func plan() throws(LavaError) -> (BootPlan, any CodeArea) {
         let location = try SourceLocation(parsing: target.source)
         try RealmConfig.validateName(target.realm, what: "realm")
         try RealmConfig.validateName(target.worker, what: "worker")
-        let item = try loadItem()
-        let area = try CodeAreas.open(location)
+        let root = try global.hostRoot()
+        // Reading the realms table at boot meets a fleet-wide throttle: more attempts by default.
+        let aws = AWSAccess(global: global, logger: logger, attempts: RetryPolicy.realmsTableAttempts)
+        let item: RealmItem
+        if let file = target.realmsFile {
+            item = try RealmsFile.load(path: file, realm: target.realm)
+        } else {
+            item = try aws.realmItem(table: target.realmsTable, realm: target.realm)
+        }
+        let area = try aws.codeArea(location)
         let detector = PlatformDetector(root: root, os: platform?.os, arch: platform?.arch, python: platform?.python)
         let planner = BootPlanner(area: area, platformDetector: detector,
                                   installer: target.installer == .bundle ? .bundle : .native, skipPatterns: skipPatterns)
         let plan = try planner.plan(realm: target.realm, worker: target.worker, item: item)
         for warning in plan.warnings { logger.warning("\(warning)") }
         return (plan, area)
-    }
-
-    private func loadItem() throws(LavaError) -> RealmItem {
-        guard let file = target.realmsFile else {
-            throw LavaError(.unsupported, "reading the realms table from DynamoDB is not supported yet by this build; pass --realms-file FILE")
-        }
-        return try RealmsFile.load(path: file, realm: target.realm)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import LavaAWS
 import LavaInstall
 import LavaSelection
 import LavaSource
@@ -27,7 +28,8 @@ struct VersionsCommand: ParsableCommand {
 
     func run() throws {
         let logger = try global.makeLogger(component: "versions")
-        let area = try CodeAreas.open(try SourceLocation(parsing: source))
+        let location = try SourceLocation(parsing: source)
+        let area = try AWSAccess(global: global, logger: logger, attempts: RetryPolicy.defaultAttempts).codeArea(location)
         var rows = [(os: String, package: ListedPackage)]()
         if all {
             for os in try area.listDirectories("_dist_/pkg") {
