@@ -259,8 +259,14 @@ class Handler(BaseHTTPRequestHandler):
         # The request head is retried once on a fresh connection if a kept-alive one went stale.
         try:
             self.send_upstream(method, fresh=False)
-        except (ConnectionError, OSError):
-            self.send_upstream(method, fresh=True)
+        except OSError:
+            try:
+                self.send_upstream(method, fresh=True)
+            except OSError as error:
+                self.read_body()
+                self.connect_upstream(fresh=True)
+                self.close_connection = True
+                return self.reply(502, "text/plain", f"upstream unreachable: {error}\n".encode())
         connection = self.upstream
         if chunked:
             for piece in self.raw_chunks():

@@ -10,7 +10,8 @@ then runs until SIGTERM (or, with --watch-stdin, until its stdin reaches EOF, so
 process that dies cannot leave the server behind).
 
 --auth on: every request must carry a valid SigV4 signature made with the printed keys
-(an IAM user with an allow-all inline policy); a wrong secret gets 403.
+(an IAM user with an allow-all inline policy); a wrong secret gets 403, and so does an
+unsigned S3 request (an unsigned DynamoDB one gets 400 MissingAuthenticationTokenException).
 
 Moto checks signatures against the request URL as werkzeug rebuilds it, which decodes
 `%2F` and most other reserved characters in the query: the launcher makes that URL the raw
@@ -84,6 +85,33 @@ def keep_raw_request_url():
         return f"{request.scheme}://{request.host}{raw}"
 
     flask.Request.url = property(raw_url)
+
+
+class RequireSignature:
+    """WSGI middleware for --auth on: a request with no signature at all is refused the way AWS
+    refuses it (moto itself answers 500, failing on the missing Authorization header)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.enabled = False
+
+    def __call__(self, environ, start_response):
+        signed = "HTTP_AUTHORIZATION" in environ or "X-Amz-Signature=" in environ.get("QUERY_STRING", "")
+        path = environ.get("PATH_INFO", "")
+        if not self.enabled or signed or path.startswith("/moto-api"):
+            return self.app(environ, start_response)
+        if "HTTP_X_AMZ_TARGET" in environ:
+            status = "400 Bad Request"
+            content_type = "application/x-amz-json-1.0"
+            body = (b'{"__type":"com.amazon.coral.service#MissingAuthenticationTokenException",'
+                    b'"message":"Request is missing Authentication Token"}')
+        else:
+            status = "403 Forbidden"
+            content_type = "application/xml"
+            body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                    b'<Message>Access Denied</Message><RequestId>moto-launch</RequestId></Error>')
+        start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        return [body]
 
 
 class SeedHook:
@@ -190,7 +218,8 @@ def main():
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     keep_raw_request_url()
-    hook = SeedHook(DomainDispatcherApplication(create_backend_app))
+    guard = RequireSignature(DomainDispatcherApplication(create_backend_app))
+    hook = SeedHook(guard)
     server = make_server(args.host, args.port, hook, threaded=True)
     port = server.server_port
     hook.endpoint = f"http://{args.host}:{port}"
@@ -204,6 +233,7 @@ def main():
         # From now on every request is checked (the count of free requests is zero).
         settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
         ActionAuthenticatorMixin.request_count = 0
+        guard.enabled = True
         lines.append(f"KEYS {hook.keys[0]} {hook.keys[1]}")
     lines.append(f"PORT {port}")
     sys.stdout.write("\n".join(lines) + "\n")

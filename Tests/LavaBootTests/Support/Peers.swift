@@ -57,18 +57,18 @@ enum PeerScripts {
 
 /// A child's exit, delivered by the Reaper's callback; waitable with a timeout.
 final class ChildExit: Sendable {
-    private let status = Mutex<ExitStatus?>(nil)
+    private let status = Mutex<LavaSystem.ExitStatus?>(nil)
     private let exited = DispatchSemaphore(value: 0)
 
-    func record(_ status: ExitStatus) {
+    func record(_ status: LavaSystem.ExitStatus) {
         self.status.withLock { $0 = status }
         exited.signal()
     }
 
-    var current: ExitStatus? { status.withLock { $0 } }
+    var current: LavaSystem.ExitStatus? { status.withLock { $0 } }
 
     /// The status once the child has exited, or nil if it is still running after `seconds`.
-    func wait(seconds: Double) -> ExitStatus? {
+    func wait(seconds: Double) -> LavaSystem.ExitStatus? {
         if let status = current { return status }
         if exited.wait(timeout: .now() + seconds) == .timedOut { return nil }
         exited.signal()  // later waiters pass too
@@ -394,7 +394,7 @@ enum LoopbackHTTP {
 /// Runs `python3 -c CODE ARGS…` to completion; stdout and stderr kept apart.
 enum Python {
     struct Result {
-        var status: ExitStatus
+        var status: LavaSystem.ExitStatus
         var stdout: String
         var stderr: String
     }

@@ -1,0 +1,228 @@
+import Foundation
+import LavaJSON
+import LavaSystem
+import Testing
+
+/// plan / versions / install against moto's S3 and DynamoDB on loopback, through a fault proxy.
+@Suite struct AWSInstallTests {
+    let moto: MotoServer
+    let proxy: FaultProxy
+    let fixture = LocalFixture()
+    let bucket = "lava-code"
+    var arch: String { fixture.machineArch }
+
+    init() throws {
+        moto = try MotoServer.start()
+        proxy = try FaultProxy.start(upstream: moto.endpoint)
+        try moto.createBucket(bucket)
+        try moto.createRealmsTable()
+        try moto.putItem(itemJSON: #"{"realm": {"S": "prod"}, "x-workers": {"M": {"core": {"M": {"daemons": {"N": "2"}, "env": {"M": {"TOKEN": {"S": "s3cr3t"}}}}}}}}"#)
+    }
+
+    var environment: [String: String] {
+        ["AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+         "AWS_ENDPOINT_URL": proxy.endpoint, "AWS_EC2_METADATA_DISABLED": "true", "HOME": fixture.directory.path,
+         "LAVA_BOOT_RETRY_BASE_SECONDS": "0.01"]
+    }
+
+    func name(_ version: String) -> String { "lava-\(version)-amzn2023-py3.11-\(arch)" }
+
+    @discardableResult
+    /// A real bundle in S3 under `prod/_dist_/pkg/amzn2023/`; `padding` makes it large.
+    func upload(_ version: String, padding: Int = 0, checksum: Bool = false) throws -> [UInt8] {
+        var entries = TestBundle.lava(version: version)
+        if padding > 0 {
+            var generator = SystemRandomNumberGenerator()
+            let noise = (0..<padding).map { _ in Character(UnicodeScalar(UInt8.random(in: 97...122, using: &generator))) }
+            entries.append(.file("lib/lava/noise.txt", String(noise)))
+        }
+        let path = fixture.directory.sub("upload/\(name(version)).tar.bz2")
+        TestBundle.write(path, entries)
+        let bytes = try #require(try Files.read(path))
+        let key = "prod/_dist_/pkg/amzn2023/\(name(version)).tar.bz2"
+        if checksum {
+            try moto.seed([["service": "s3", "operation": "put_object", "params": ["Bucket": bucket, "Key": key, "ChecksumAlgorithm": "SHA256"],
+                            "body_base64": Data(bytes).base64EncodedString()]])
+        } else {
+            try moto.putObject(bucket: bucket, key: key, bytes: bytes)
+        }
+        return bytes
+    }
+
+    func run(_ arguments: [String], _ extra: [String: String] = [:]) -> CommandResult {
+        LavaBootBinary.run(arguments, environment: environment.merging(extra) { $1 })
+    }
+
+    func install(_ extra: [String] = [], env: [String: String] = [:]) -> CommandResult {
+        run(["install", "s3://\(bucket)/prod", "prod", "core", "--root", fixture.root, "--level", "debug"] + extra, env)
+    }
+
+    @Test func planAndInstallFromS3AndTheRealmsTable() throws {
+        try upload("8.1.0")
+        try upload("8.2.0")
+        try moto.putObject(bucket: bucket, key: "prod/_boot_/10-first.sh", text: "#!/bin/sh\n")
+        try moto.putObject(bucket: bucket, key: "prod/_boot_/50-lava.sh", text: "#!/bin/sh\n")
+        try moto.putObject(bucket: bucket, key: "prod/_boot_/sub/deeper.sh", text: "#!/bin/sh\n")
+        try moto.putObject(bucket: bucket, key: "prod/_boot_/README.md", text: "docs\n")
+
+        let plan = run(["plan", "s3://\(bucket)/prod", "prod", "core", "--root", fixture.root, "--json"])
+        #expect(plan.exitCode == 0, "\(plan.stderr)")
+        let json = try JSONValue(parsing: plan.stdout)
+        #expect(json["current"] == .string(name("8.2.0") + ".tar.bz2"))
+        #expect(json["workers"] == json["workers"])
+        guard case .array(let workers)? = json["workers"] else { Issue.record("no workers"); return }
+        #expect(workers.first?["daemons"] == .number("2"))
+        #expect(json["scriptlets"].map { "\($0)" }?.contains("deeper") == false, "direct children only")
+        #expect(json["scriptlets"].map { "\($0)" }?.contains("README") == false)
+
+        let first = install()
+        #expect(first.exitCode == 0, "\(first.stderr)")
+        let release = fixture.root + "/opt/lava/releases/\(name("8.2.0"))"
+        #expect(try Files.readText(release + "/lib/lava/version.py") == "VERSION = '8.2.0'\n")
+        #expect(Files.readLink(fixture.root + "/opt/lava/current") == "releases/\(name("8.2.0"))")
+        #expect(!(first.stdout + first.stderr).contains("s3cr3t"), "no env value in any log line")
+        #expect(!(first.stderr).contains("testing/2"), "no credential in any log line")
+
+        // Fast reboot: the same object (ETag and size) is reused with no GET of the bundle.
+        let second = install()
+        #expect(second.exitCode == 0)
+        #expect(second.stdout.contains("reused"))
+        #expect(!second.stderr.contains("GET 127.0.0.1:\(proxy.port)/\(bucket)/prod/_dist_/pkg/amzn2023/\(name("8.2.0")).tar.bz2"),
+                "\(second.stderr)")
+
+        // A changed object is fetched again.
+        try upload("8.2.0", padding: 100)
+        let third = install()
+        #expect(third.exitCode == 0)
+        #expect(third.stdout.contains("installed lava-8.2.0"))
+        #expect(Files.exists(release + "/lib/lava/noise.txt"))
+    }
+
+    @Test func aCutDownloadResumesWithRangeAndIfMatch() throws {
+        try upload("8.2.0", padding: 1_200_000)
+        _ = try proxy.setFaults(json: #"{"cut_get_after_bytes": 200000, "cut_count": 2}"#)
+        let result = install()
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("resuming"))
+        let counters = try proxy.counters()
+        #expect((counters["ranged_gets"] as? Int ?? 0) >= 2, "\(counters)")
+        #expect((counters["last_if_match"] as? String)?.isEmpty == false, "resumes name the ETag: \(counters)")
+        #expect((counters["last_range"] as? String)?.hasPrefix("bytes=") == true)
+        let installed = try #require(try Files.read(fixture.root + "/opt/lava/releases/\(name("8.2.0"))/lib/lava/noise.txt"))
+        #expect(installed.count == 1_200_000, "byte-identical after resuming")
+    }
+
+    @Test func checksumsAreVerifiedWhenS3HasThem() throws {
+        try upload("8.2.0", padding: 1000, checksum: true)
+        let result = install()
+        #expect(result.exitCode == 0, "\(result.stderr)")
+    }
+
+    @Test func throttledRealmReadsAreRetriedUpToTheLimit() throws {
+        try upload("8.2.0")
+        _ = try proxy.setFaults(json: #"{"throttle_target": "DynamoDB_20120810.GetItem", "throttle_count": 5}"#)
+        let patient = run(["plan", "s3://\(bucket)/prod", "prod", "core", "--root", fixture.root])
+        #expect(patient.exitCode == 0, "the default of 10 attempts outlasts 5 throttles: \(patient.stderr)")
+
+        _ = try proxy.setFaults(json: #"{"throttle_target": "DynamoDB_20120810.GetItem", "throttle_count": 5}"#)
+        let impatient = run(["plan", "s3://\(bucket)/prod", "prod", "core", "--root", fixture.root], ["AWS_MAX_ATTEMPTS": "2"])
+        #expect(impatient.exitCode == 1)
+        #expect(impatient.stderr.contains("ThrottlingException"), "\(impatient.stderr)")
+        #expect(impatient.stderr.contains("gave up after 2 attempts"))
+    }
+
+    @Test func serverErrorsAreRetried() throws {
+        try upload("8.2.0")
+        // versions makes the default 3 attempts: two 503s are absorbed, three are not.
+        _ = try proxy.setFaults(json: #"{"status_count": 2, "status": 503, "path_prefix": "/\#(bucket)"}"#)
+        let result = run(["versions", "s3://\(bucket)/prod", "--root", fixture.root])
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("8.2.0"))
+        _ = try proxy.setFaults(json: #"{"status_count": 3, "status": 503, "path_prefix": "/\#(bucket)"}"#)
+        let failed = run(["versions", "s3://\(bucket)/prod", "--root", fixture.root])
+        #expect(failed.exitCode == 1)
+        #expect(failed.stderr.contains("SlowDown"), "\(failed.stderr)")
+        #expect(failed.stderr.contains("gave up after 3 attempts"))
+    }
+
+    @Test func listingsFollowEveryPage() throws {
+        try upload("8.2.0")
+        let calls: [[String: Any]] = (0..<1100).map { index in
+            ["service": "s3", "operation": "put_object",
+             "params": ["Bucket": bucket, "Key": "prod/_dist_/pkg/amzn2023/zz-other-\(index).txt", "Body": "x"]]
+        }
+        try moto.seed(calls)
+        try upload("8.3.0")  // sorts after the filler keys
+        let result = run(["versions", "s3://\(bucket)/prod", "--root", fixture.root, "--level", "debug"])
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("8.3.0"))
+        #expect(result.stdout.contains("8.2.0"))
+        let listings = result.stderr.split(separator: "\n").filter { $0.contains("GET 127.0.0.1:\(proxy.port)/\(bucket)/ ") }
+        #expect(listings.count == 2, "1,100+ keys take two pages: \(listings)")
+    }
+
+    @Test func missingRealmAndMissingTable() throws {
+        try upload("8.2.0")
+        let realm = run(["plan", "s3://\(bucket)/prod", "staging", "core", "--root", fixture.root])
+        #expect(realm.exitCode == 1)
+        #expect(realm.stderr == "lava-boot: error: staging: no such realm\n")
+        let table = run(["plan", "s3://\(bucket)/prod", "prod", "core", "--root", fixture.root, "--realms-table", "nope"])
+        #expect(table.exitCode == 1)
+        #expect(table.stderr.contains("realms table nope not found"), "\(table.stderr)")
+    }
+}
+
+/// Credentials from the instance role, through a fake IMDSv2.
+@Suite struct IMDSCredentialTests {
+    @Test func roleCredentialsAndRegionComeFromIMDSv2() throws {
+        let moto = try MotoServer.start()
+        let imds = try FakeIMDS.start(region: "us-east-1")
+        let fixture = LocalFixture()
+        try moto.createBucket("lava-code")
+        try moto.createRealmsTable()
+        try moto.putItem(itemJSON: #"{"realm": {"S": "prod"}}"#)
+        let bundle = fixture.directory.sub("b.tar.bz2")
+        TestBundle.write(bundle, TestBundle.lava(version: "8.2.0"))
+        try moto.putObject(bucket: "lava-code", key: "prod/_dist_/pkg/amzn2023/lava-8.2.0-amzn2023-py3.11-\(fixture.machineArch).tar.bz2",
+                           bytes: try #require(try Files.read(bundle)))
+        _ = try imds.control(json: #"{"fail_next": 2, "status": 500}"#)
+        let result = LavaBootBinary.run(["install", "s3://lava-code/prod", "prod", "core", "--root", fixture.root],
+                                        environment: ["AWS_ENDPOINT_URL": moto.endpoint, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint,
+                                                      "HOME": fixture.directory.path, "LAVA_BOOT_RETRY_BASE_SECONDS": "0.01"])
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        let counters = try imds.counters()
+        let text = "\(counters)"
+        #expect(text.contains("21600"), "token TTL requested: \(text)")
+        let withoutToken = counters["gets_without_token"] as? Int ?? -1
+        #expect(withoutToken == 0, "every GET carries the token: \(text)")
+    }
+}
+
+/// moto with signature checking on: lava-boot's SigV4 is accepted, a wrong secret is not.
+@Suite struct SignedRequestTests {
+    @Test func correctSignaturesPassAndAWrongSecretIsRefused() throws {
+        let moto = try MotoServer.start(auth: true)
+        let fixture = LocalFixture()
+        try moto.createBucket("lava-code")
+        try moto.createRealmsTable()
+        try moto.putItem(itemJSON: #"{"realm": {"S": "prod"}, "x-workers": {"M": {"_": {"M": {"version": {"S": "8.2.0"}}}}}}"#)
+        let bundle = fixture.directory.sub("b.tar.bz2")
+        TestBundle.write(bundle, TestBundle.lava(version: "8.2.0"))
+        try moto.putObject(bucket: "lava-code", key: "prod/_dist_/pkg/amzn2023/lava-8.2.0-amzn2023-py3.11-\(fixture.machineArch).tar.bz2",
+                           bytes: try #require(try Files.read(bundle)))
+        func run(secret: String) -> CommandResult {
+            LavaBootBinary.run(["install", "s3://lava-code/prod", "prod", "core", "--root", fixture.root],
+                               environment: ["AWS_ACCESS_KEY_ID": moto.accessKeyID, "AWS_SECRET_ACCESS_KEY": secret,
+                                             "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto.endpoint,
+                                             "AWS_EC2_METADATA_DISABLED": "true", "HOME": fixture.directory.path])
+        }
+        // GetItem, HeadObject, and GetObject all signed; the listing of `_boot_/` has '/' in its prefix.
+        let good = run(secret: moto.secretAccessKey)
+        #expect(good.exitCode == 0, "\(good.stderr)")
+        #expect(Files.readLink(fixture.root + "/opt/lava/current") != nil)
+        let bad = run(secret: "wrong" + moto.secretAccessKey)
+        #expect(bad.exitCode == 1)
+        #expect(bad.stderr.contains("HTTP 403"), "\(bad.stderr)")
+        #expect(!bad.stderr.contains(moto.secretAccessKey), "the secret is never printed")
+    }
+}
