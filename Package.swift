@@ -33,21 +33,32 @@ let package = Package(
         .target(name: "LavaSigV4", dependencies: ["LavaCrypto", "LavaSystem"]),
         .target(name: "LavaHTTP", dependencies: ["CCurl", "CShim", "LavaSystem", "LavaSource"]),
         .target(name: "LavaAWS", dependencies: [
-            "LavaHTTP", "LavaSigV4", "LavaCrypto", "LavaJSON", "LavaSystem", "LavaSource", "LavaRealm",
+            "LavaHTTP", "LavaSigV4", "LavaCrypto", "LavaJSON", "LavaLog", "LavaSystem", "LavaSource", "LavaRealm",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "LavaRealm", dependencies: ["LavaSystem", "LavaJSON"]),
         .target(name: "LavaSource", dependencies: ["LavaSystem"]),
         .target(name: "LavaSelection", dependencies: ["LavaSystem", "LavaSource"]),
         .target(name: "LavaInstall", dependencies: [
-            "CArchive", "CShim", "LavaSystem", "LavaJSON", "LavaSource", "LavaSelection",
+            "CArchive", "CShim", "LavaSystem", "LavaLog", "LavaJSON", "LavaSource", "LavaSelection",
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "LavaSupervisor", dependencies: [
+            "CShim", "LavaSystem", "LavaLog", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "LavaAccounts", dependencies: [
+            "LavaSystem", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "LavaPlan", dependencies: [
             "LavaSystem", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
         ]),
+        .target(name: "LavaBoot", dependencies: [
+            "LavaSystem", "LavaLog", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall", "LavaPlan",
+            "LavaSupervisor", "LavaAccounts", .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "lava-boot", dependencies: [
-            "LavaPlan", "LavaAWS",
+            "LavaBoot",
+            "LavaPlan", "LavaAWS", "LavaSupervisor", "LavaAccounts",
             "LavaSystem", "LavaLog", "LavaJSON", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),

@@ -22,10 +22,7 @@ arch="$(uname -m)"
 make_bundle() {  # make_bundle VERSION FILE
   local work; work="$(mktemp -d)"
   mkdir -p "$work/bin" "$work/lib/lava"
-  cat > "$work/bin/lava-worker" <<SH
-#!/bin/sh
-echo "lava-worker $1: \$*"
-SH
+  cp scripts/fake-lava-worker.sh "$work/bin/lava-worker"
   cat > "$work/bin/lava-admin" <<SH
 #!/usr/bin/env python3
 print("lava-admin $1")

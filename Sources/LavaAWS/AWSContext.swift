@@ -1,6 +1,7 @@
 import LavaHTTP
 import LavaSigV4
 import LavaSystem
+import LavaLog
 import Logging
 
 public enum AWSService: String, Sendable {
@@ -80,13 +81,5 @@ public final class AWSContext: Sendable {
         return AWSServiceClient(context: self, service: service, http: http,
                                 retry: try RetryPolicy.from(environment: environment, defaultAttempts: defaultAttempts),
                                 logger: serviceLogger)
-    }
-}
-
-extension Logger {
-    func with(component: String) -> Logger {
-        var copy = self
-        copy[metadataKey: "component"] = "\(component)"
-        return copy
     }
 }

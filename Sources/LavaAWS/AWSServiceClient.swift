@@ -115,7 +115,7 @@ public final class AWSServiceClient: Sendable {
             }
             let delay = retry.delay(afterAttempt: number)
             logger.debug("retrying \(service.rawValue) \(request.operation) in \(Int(delay * 1000)) ms (attempt \(number + 1) of \(retry.maxAttempts)): \(failure.message)")
-            RetryPolicy.sleep(seconds: delay)
+            Clock.sleep(seconds: delay)
             number += 1
         }
     }

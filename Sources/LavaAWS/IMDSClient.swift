@@ -62,7 +62,7 @@ public final class IMDSClient: Sendable {
                 guard (error.code == .http || error.isTransientHTTPFailure), attempt < retry.maxAttempts else {
                     throw error.code == .aws || error.code == .credentials ? error : error.prefixed("cannot reach the instance metadata service at \(endpoint)")
                 }
-                RetryPolicy.sleep(seconds: retry.delay(afterAttempt: attempt))
+                Clock.sleep(seconds: retry.delay(afterAttempt: attempt))
                 attempt += 1
             }
         }

@@ -40,11 +40,4 @@ public struct RetryPolicy: Sendable {
         let ceiling = min(maximumDelay, baseDelay * Double(1 << min(attempt - 1, 20)))
         return Double.random(in: 0...1) * ceiling
     }
-
-    public static func sleep(seconds: Double) {
-        guard seconds > 0 else { return }
-        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
-        var remaining = timespec()
-        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
-    }
 }

@@ -79,7 +79,7 @@ final class S3ObjectStream: ObjectStream {
                 }
                 let delay = s3.client.retry.delay(afterAttempt: resumes)
                 logger.info("\(name): connection broke after \(received) bytes; resuming (\(resumes) of \(s3.client.retry.maxAttempts - 1))")
-                RetryPolicy.sleep(seconds: delay)
+                Clock.sleep(seconds: delay)
             }
         }
     }

@@ -4,6 +4,7 @@ import LavaJSON
 import LavaSelection
 import LavaSource
 import LavaSystem
+import LavaLog
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -246,27 +247,8 @@ public struct Installer: Sendable {
     }
 
     private func download(_ selected: SelectedPackage, to path: String) throws(LavaError) {
-        let stream = try area.open(selected.object.key)
         let progress = ProgressReporter(logger: logger, label: "downloading \(selected.name.fileName)", total: selected.object.size)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .errno("create", path) }
-        defer { close(fd) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let count = try stream.read(into: buffer)
-            if count == 0 { return }
-            var written = 0
-            while written < count {
-                let n = write(fd, buffer.baseAddress! + written, count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw .errno("write", path)
-                }
-                written += n
-            }
-            progress.add(count)
-        }
+        try area.open(selected.object.key).save(to: path, mode: 0o600) { progress.add($0) }
     }
 
     private func makePrivateDirectory() throws(LavaError) -> String {
@@ -296,14 +278,5 @@ struct InstallMarker: Equatable {
             return nil
         }
         return InstallMarker(key: key, etag: json["etag"]?.stringValue, size: size)
-    }
-}
-
-extension Logger {
-    /// The same logger with `component` set, as each part of lava-boot tags its lines.
-    public func with(component: String) -> Logger {
-        var copy = self
-        copy[metadataKey: "component"] = "\(component)"
-        return copy
     }
 }

@@ -188,3 +188,12 @@ extension Logger.Level {
         }
     }
 }
+
+extension Logger {
+    /// The same logger with `component` set, as each part of lava-boot tags its lines.
+    public func with(component: String) -> Logger {
+        var copy = self
+        copy[metadataKey: LogField.component] = "\(component)"
+        return copy
+    }
+}

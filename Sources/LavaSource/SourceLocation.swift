@@ -1,4 +1,7 @@
 import LavaSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where the code area lives: `s3://BUCKET/PREFIX` or `file:///abs/path`.
 public enum SourceLocation: Sendable, Equatable, CustomStringConvertible {
@@ -103,5 +106,30 @@ public enum CodeAreas {
             throw LavaError(.invalidSource, "\(location): no such directory")
         }
         return LocalCodeArea(root: path)
+    }
+}
+
+extension ObjectStream {
+    /// Writes the rest of the stream to a new file (`O_EXCL`: never over an existing one).
+    public func save(to path: String, mode: mode_t, onChunk: (Int) -> Void = { _ in }) throws(LavaError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        if fd < 0 { throw .errno("create", path) }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let count = try read(into: buffer)
+            if count == 0 { return }
+            var written = 0
+            while written < count {
+                let n = write(fd, buffer.baseAddress! + written, count - written)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw .errno("write", path)
+                }
+                written += n
+            }
+            onChunk(count)
+        }
     }
 }

@@ -130,12 +130,12 @@ public final class Reaper: Sendable {
 }
 
 /// A minimal pthread wrapper: Foundation's Thread is not in FoundationEssentials.
-final class Thread: @unchecked Sendable {  // body is set once in init and only read by the new thread
+public final class Thread: @unchecked Sendable {  // body is set once in init and only read by the new thread
     private let body: @Sendable () -> Void
 
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    public init(_ body: @escaping @Sendable () -> Void) { self.body = body }
 
-    func start() {
+    public func start() {
         let box = Unmanaged.passRetained(self)
         var handle = pthread_t()
         let result = pthread_create(&handle, nil, { raw in

@@ -25,6 +25,8 @@ public struct SpawnRequest: Sendable {
     public var standardError: Int32 = -1
     public var identity: Identity?
     public var newProcessGroup = false
+    /// argv[0], when it should differ from the executable path (`./10-secupdate.sh`).
+    public var argumentZero: String?
 
     /// `arguments` excludes argv[0], which is the executable path.
     public init(executable: String, arguments: [String], environment: [String], workingDirectory: String? = nil) {
@@ -36,7 +38,7 @@ public struct SpawnRequest: Sendable {
 
     /// Only the Reaper calls this, under its lock.
     func spawn() throws(LavaError) -> pid_t {
-        let argv = CStringArray([executable] + arguments)
+        let argv = CStringArray([argumentZero ?? executable] + arguments)
         let envp = CStringArray(environment)
         defer {
             argv.free()
@@ -112,8 +114,6 @@ public enum Subprocess {
         public var timedOut: Bool
     }
 
-    /// Longest line passed on whole; longer output is cut into pieces of this size.
-    static let maximumLineLength = 16 * 1024
 
     public static func run(_ request: SpawnRequest, timeout: Timeout? = nil,
                            onLine: (String) -> Void) throws(LavaError) -> Result {
@@ -136,7 +136,7 @@ public enum Subprocess {
         var pending = [UInt8]()
         let timedOut = try pump([fds[0]], pid: pid, timeout: timeout) { _, bytes in
             pending.append(contentsOf: bytes)
-            emitLines(&pending, onLine: onLine)
+            LineSplitter.emit(&pending, onLine: onLine)
         }
         if !pending.isEmpty { onLine(String(decoding: pending, as: UTF8.self)) }
         let status = Reaper.shared.wait(pid)
@@ -179,7 +179,7 @@ public enum Subprocess {
                 if output.count < limit { output.append(contentsOf: bytes.prefix(limit - output.count)) }
             } else {
                 pendingErrors.append(contentsOf: bytes)
-                emitLines(&pendingErrors, onLine: onErrorLine)
+                LineSplitter.emit(&pendingErrors, onLine: onErrorLine)
             }
         }
         if !pendingErrors.isEmpty { onErrorLine(String(decoding: pendingErrors, as: UTF8.self)) }
@@ -245,7 +245,37 @@ public enum Subprocess {
         return timedOut
     }
 
-    static func emitLines(_ pending: inout [UInt8], onLine: (String) -> Void) {
+}
+
+public enum Clock {
+    public static func monotonicSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
+    /// Sleeps, resuming after signals, for `seconds`.
+    public static func sleep(seconds: Double) {
+        guard seconds > 0 else { return }
+        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+    }
+
+    public static func wallSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+/// Cuts a byte stream into lines for the log: at each newline, and into pieces of at most
+/// `maximumLineLength` bytes when a line runs longer.
+public enum LineSplitter {
+    public static let maximumLineLength = 16 * 1024
+
+    /// Hands every complete line (or full piece) of `pending` to `onLine` and keeps the rest.
+    public static func emit(_ pending: inout [UInt8], onLine: (String) -> Void) {
         var start = 0
         while true {
             // A newline within the limit ends a line; without one, a full piece goes on alone.
@@ -261,19 +291,5 @@ public enum Subprocess {
             }
         }
         pending.removeFirst(start)
-    }
-}
-
-public enum Clock {
-    public static func monotonicSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-    }
-
-    public static func wallSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 }

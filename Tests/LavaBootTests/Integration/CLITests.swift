@@ -50,7 +50,8 @@ import Testing
         ["install", "file:///tmp", "r", "w", "--installer", "rpm"],
         ["plan", "file:///tmp", "r", "w", "--level", "loud"],
         ["versions", "file:///tmp", "--all", "--os", "amzn2023"],
-        ["boot", "file:///tmp", "r", "w"],
+        ["status", "--bogus"],
+        ["boot", "file:///tmp", "r", "w", "--script-timeout", "soon"],
     ])
     func usageErrorsExit64WithUsage(_ arguments: [String]) {
         let result = LavaBootBinary.run(arguments)

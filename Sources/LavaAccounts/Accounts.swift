@@ -1,0 +1,114 @@
+import LavaSystem
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A worker's account, resolved to what the child side of fork needs.
+public struct WorkerAccount: Sendable, Equatable {
+    public var name: String
+    public var home: String
+    public var identity: SpawnRequest.Identity
+}
+
+/// Worker accounts (SPEC §7): group `lava`; per worker a locked system account `lava-W`
+/// (`useradd --system --create-home --shell /bin/false`) in group `lava`, and in `docker`
+/// when that group exists. Idempotent: existing accounts are kept and their groups topped up.
+public struct Accounts: Sendable {
+    public static let groupName = "lava"
+    let logger: Logger
+    let environment: [String]
+
+    public init(logger: Logger) {
+        self.logger = logger
+        environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+    }
+
+    public static func accountName(worker: String) -> String { "lava-\(worker)" }
+
+    /// Creates what is missing and returns the account.
+    public func ensure(worker: String) throws(LavaError) -> WorkerAccount {
+        if Accounts.group(Accounts.groupName) == nil {
+            try run("/usr/sbin/groupadd", ["--system", Accounts.groupName])
+            logger.info("created group \(Accounts.groupName)")
+        }
+        let name = Accounts.accountName(worker: worker)
+        var groups = [Accounts.groupName]
+        if Accounts.group("docker") != nil { groups.append("docker") }
+        if Accounts.user(name) == nil {
+            try run("/usr/sbin/useradd", ["--system", "--create-home", "--shell", "/bin/false",
+                                          "--gid", Accounts.groupName, "--groups", groups.joined(separator: ","), name])
+            logger.info("created account \(name)")
+        } else {
+            // Kept from an earlier boot: make sure it is still in its groups (docker may be new).
+            try run("/usr/sbin/usermod", ["--append", "--groups", groups.joined(separator: ","), name])
+        }
+        guard let account = Accounts.user(name) else {
+            throw LavaError(.system, "account \(name) does not exist after useradd")
+        }
+        if !Files.isDirectory(account.home) {
+            try Files.makeDirectories(account.home, mode: 0o750)
+            chown(account.home, account.identity.uid, account.identity.gid)
+        }
+        return account
+    }
+
+    private func run(_ tool: String, _ arguments: [String]) throws(LavaError) {
+        var output = [String]()
+        let result = try Subprocess.run(SpawnRequest(executable: tool, arguments: arguments, environment: environment),
+                                        timeout: .init(seconds: 60)) { output.append($0) }
+        guard result.status.isSuccess else {
+            throw LavaError(.system, "\(Paths.lastComponent(of: tool)) \(arguments.joined(separator: " ")) failed (\(result.status)): \(output.joined(separator: "; "))")
+        }
+    }
+
+    public static func group(_ name: String) -> gid_t? {
+        guard let entry = getgrnam(name) else { return nil }
+        return entry.pointee.gr_gid
+    }
+
+    /// The account with its supplementary groups, as initgroups would set them.
+    public static func user(_ name: String) -> WorkerAccount? {
+        guard let entry = getpwnam(name) else { return nil }
+        let uid = entry.pointee.pw_uid
+        let gid = entry.pointee.pw_gid
+        let home = String(cString: entry.pointee.pw_dir)
+        var count: Int32 = 64
+        var groups = [gid_t](repeating: 0, count: Int(count))
+        if getgrouplist(name, gid, &groups, &count) < 0 {
+            groups = [gid_t](repeating: 0, count: Int(count))
+            _ = getgrouplist(name, gid, &groups, &count)
+        }
+        return WorkerAccount(name: name, home: home,
+                             identity: SpawnRequest.Identity(uid: uid, gid: gid, groups: Array(groups.prefix(Int(count)))))
+    }
+
+    /// The invoking user, for `--user-mode`.
+    public static func currentUser() -> (name: String, home: String) {
+        guard let entry = getpwuid(getuid()) else { return ("\(getuid())", "/") }
+        return (String(cString: entry.pointee.pw_name), String(cString: entry.pointee.pw_dir))
+    }
+}
+
+/// `/tmp/lava` recreated empty, with `/tmp/lava/<REALM>` group `lava`, mode 1770.
+public enum DispatchDirectory {
+    @discardableResult
+    public static func prepare(root: HostRoot, realm: String, group: gid_t?) throws(LavaError) -> String {
+        let base = root.path("/tmp/lava")
+        try Files.removeTree(base)
+        try Files.makeDirectories(base, mode: 0o755)
+        chmod(base, 0o755)
+        let realmDirectory = Paths.join(base, realm)
+        if mkdir(realmDirectory, 0o770) != 0 { throw .errno("mkdir", realmDirectory) }
+        if let group, chown(realmDirectory, getuid(), group) != 0 { throw .errno("chown", realmDirectory) }
+        if chmod(realmDirectory, 0o1770) != 0 { throw .errno("chmod", realmDirectory) }
+        return realmDirectory
+    }
+
+    /// Tells workers to take no new jobs.
+    public static func markNoDispatch(root: HostRoot) {
+        let path = root.path("/tmp/lava/__nodispatch__")
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        if fd >= 0 { close(fd) }
+    }
+}

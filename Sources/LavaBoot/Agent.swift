@@ -1,0 +1,152 @@
+import LavaAccounts
+import LavaInstall
+import LavaLog
+import LavaPlan
+import LavaRealm
+import LavaSelection
+import LavaSource
+import LavaSupervisor
+import LavaSystem
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How this boot runs, from the command line.
+public struct BootSettings: Sendable {
+    public var root: HostRoot
+    public var installer: InstallerKind
+    public var scriptTimeout: Double
+    /// Overrides the host worker's `stop_minutes`.
+    public var stopTimeout: Double?
+    /// No accounts, no privilege changes: workers run as the invoking user.
+    public var userMode: Bool
+    /// The agent's own environment, handed to scriptlets (never to workers).
+    public var environment: [String]
+
+    public init(root: HostRoot, installer: InstallerKind, scriptTimeout: Double, stopTimeout: Double?, userMode: Bool, environment: [String]) {
+        self.root = root
+        self.installer = installer
+        self.scriptTimeout = scriptTimeout
+        self.stopTimeout = stopTimeout
+        self.userMode = userMode
+        self.environment = environment
+    }
+}
+
+/// The agent: runs the scriptlets with lava-boot's own install-and-start in its slot, then
+/// supervises the daemons until a stop trigger, and drains them (SPEC §5, §7, §8).
+public final class Agent: Sendable {
+    public let plan: BootPlan
+    let area: any CodeArea
+    let settings: BootSettings
+    let logger: Logger
+    public let trigger: StopTrigger
+    private let supervisorBox = SupervisorBox()
+
+    public init(plan: BootPlan, area: any CodeArea, settings: BootSettings, trigger: StopTrigger, logger: Logger) {
+        self.plan = plan
+        self.area = area
+        self.settings = settings
+        self.trigger = trigger
+        self.logger = logger
+    }
+
+    /// The supervised daemons, once started.
+    public var supervisor: Supervisor? { supervisorBox.value }
+
+    /// Runs the whole boot and the agent's life; returns when drained.
+    public func run() throws(LavaError) {
+        let runner = ScriptletRunner(area: area, arguments: [plan.source.description, plan.realm, plan.worker],
+                                     timeout: settings.scriptTimeout, environment: settings.environment, logger: logger)
+        var started = false
+        for scriptlet in plan.scriptlets {
+            if trigger.current != nil { break }
+            if scriptlet.skipped {
+                if !started {
+                    logger.info("\(scriptlet.name) is lava-boot's: installing and starting the workers in its slot")
+                    try installAndStart()
+                    started = true
+                } else {
+                    logger.info("skipping \(scriptlet.name)")
+                }
+                continue
+            }
+            if try runner.run(scriptlet) == .aborted {
+                throw LavaError(.process, "scriptlet \(scriptlet.name) exited with status 1; boot aborted"
+                                + (started ? "" : " before the workers were installed"))
+            }
+        }
+        if !started && trigger.current == nil { try installAndStart() }
+
+        let (reason, triggeredAt) = trigger.wait()
+        logger.info("stopping (\(reason.source)): draining the workers")
+        drain(reason, triggeredAt: triggeredAt)
+        logger.info("all workers stopped")
+    }
+
+    private func installAndStart() throws(LavaError) {
+        let accounts = Accounts(logger: logger.with(component: "accounts"))
+        var accountsByWorker = [String: WorkerAccount]()
+        if !settings.userMode {
+            for worker in plan.workers { accountsByWorker[worker.config.worker] = try accounts.ensure(worker: worker.config.worker) }
+        }
+        try DispatchDirectory.prepare(root: settings.root, realm: plan.realm,
+                                      group: settings.userMode ? nil : Accounts.group(Accounts.groupName))
+        let installer = Installer(root: settings.root, area: area, preferred: settings.installer, logger: logger.with(component: "install"))
+        var releases = [String: InstalledRelease]()
+        for worker in plan.packagesToInstall {
+            releases[worker.package.name.fileName] = try installer.install(worker.package)
+        }
+        try installer.makeCurrent(releases[plan.current.package.name.fileName]!)
+
+        let invoking = Accounts.currentUser()
+        var specs = [DaemonSpec]()
+        for worker in plan.workers {
+            let release = releases[worker.package.name.fileName]!
+            let account = accountsByWorker[worker.config.worker]
+            let user = account?.name ?? invoking.name
+            let home = account?.home ?? invoking.home
+            var environment = ["PATH=\(settings.root.path("/usr/local/bin")):/usr/bin", "HOME=\(home)", "USER=\(user)", "LOGNAME=\(user)"]
+            environment += worker.config.environment.map { "\($0.name)=\($0.value)" }
+            let arguments = Agent.workerArguments(realm: plan.realm, worker: worker.config, version: worker.package.name.version)
+            guard worker.config.daemons > 0 else { continue }
+            for index in 1...worker.config.daemons {
+                specs.append(DaemonSpec(worker: worker.config.worker, index: index, version: worker.package.name.version.text,
+                                        executable: release.workerExecutable, arguments: arguments, environment: environment,
+                                        workingDirectory: home, identity: account?.identity))
+            }
+        }
+        let supervisor = try Supervisor(specs: specs, logger: logger.with(component: "supervisor"))
+        supervisorBox.set(supervisor)
+        supervisor.start()
+    }
+
+    /// `lava-worker --realm R --worker W --jump-start --heartbeat 60 --tag lava-R-W --log @local0
+    /// --level info [--log-json] [--threads N]`; `--log-json` from 7.1 on.
+    public static func workerArguments(realm: String, worker: WorkerConfig, version: LavaVersion) -> [String] {
+        var arguments = ["--realm", realm, "--worker", worker.worker, "--jump-start", "--heartbeat", "60",
+                         "--tag", "lava-\(realm)-\(worker.worker)", "--log", "@local0", "--level", "info"]
+        if !version.isOlder(than: 7, 1) { arguments.append("--log-json") }
+        if let threads = worker.threads { arguments += ["--threads", String(threads)] }
+        return arguments
+    }
+
+    /// SIGHUP (or the requested signal) now; SIGTERM 10 s before the budget ends; SIGKILL at it.
+    private func drain(_ reason: StopReason, triggeredAt: Double) {
+        guard let supervisor = supervisorBox.value else { return }
+        DispatchDirectory.markNoDispatch(root: settings.root)
+        let budget = settings.stopTimeout ?? Double(plan.host.host.stopMinutes * 60)
+        let killGrace = 10.0
+        let terminateAt = triggeredAt + max(0, budget - killGrace)
+        supervisor.drain(signal: reason.signal, terminateAt: terminateAt, killGrace: killGrace)
+    }
+}
+
+/// The supervisor, set once when the workers start and read by status requests.
+final class SupervisorBox: Sendable {
+    private let box = Synchronization.Mutex<Supervisor?>(nil)
+    func set(_ supervisor: Supervisor) { box.withLock { $0 = supervisor } }
+    var value: Supervisor? { box.withLock { $0 } }
+}

@@ -1,0 +1,69 @@
+import LavaLog
+import LavaPlan
+import LavaSource
+import LavaSystem
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a scriptlet's run means for the boot.
+public enum ScriptletOutcome: Equatable, Sendable {
+    case succeeded
+    /// Exit 1: the boot stops here.
+    case aborted
+    /// Any other exit, a signal or the timeout: logged, the boot goes on.
+    case failed(String)
+}
+
+/// Runs one `_boot_/` scriptlet: fetched into a private 0700 directory, run from there as
+/// `./NAME SOURCE REALM WORKER` with stdin /dev/null, its output logged line by line.
+public struct ScriptletRunner: Sendable {
+    public var area: any CodeArea
+    public var arguments: [String]
+    public var timeout: Double
+    public var environment: [String]
+    public var logger: Logger
+
+    public init(area: any CodeArea, arguments: [String], timeout: Double, environment: [String], logger: Logger) {
+        self.area = area
+        self.arguments = arguments
+        self.timeout = timeout
+        self.environment = environment
+        self.logger = logger
+    }
+
+    public func run(_ scriptlet: ScriptletPlan) throws(LavaError) -> ScriptletOutcome {
+        var log = logger.with(component: "scriptlet")
+        log[metadataKey: "scriptlet"] = "\(scriptlet.name)"
+        var template = Array("/tmp/lava-boot-scriptlet.XXXXXX".utf8CString)
+        guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw .errno("mkdtemp", "/tmp")
+        }
+        let directory = String(cString: created)
+        defer { try? Files.removeTree(directory) }
+        let path = Paths.join(directory, scriptlet.name)
+        try area.open(scriptlet.object.key).save(to: path, mode: 0o700)
+        var request = SpawnRequest(executable: path, arguments: arguments, environment: environment, workingDirectory: directory)
+        request.argumentZero = "./\(scriptlet.name)"
+        log.info("running \(scriptlet.name)")
+        let start = Clock.monotonicSeconds()
+        let result = try Subprocess.run(request, timeout: .init(seconds: timeout, killAfter: 10)) { line in log.info("\(line)") }
+        let took = Int(Clock.monotonicSeconds() - start)
+        if result.timedOut {
+            log.error("\(scriptlet.name) timed out after \(took) s (\(result.status)); the boot goes on")
+            return .failed("timed out")
+        }
+        switch result.status {
+        case .exited(0):
+            log.info("\(scriptlet.name) finished in \(took) s")
+            return .succeeded
+        case .exited(1):
+            log.error("\(scriptlet.name) exited with status 1: aborting the boot")
+            return .aborted
+        default:
+            log.error("\(scriptlet.name) failed (\(result.status)); the boot goes on")
+            return .failed(result.status.description)
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import Dispatch
+import LavaSystem
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the agent drains, and how; the first trigger wins.
+public struct StopReason: Sendable, Equatable {
+    public var source: String
+    /// The signal sent to every daemon first (SIGHUP: finish in-flight jobs, then exit).
+    public var signal: Int32
+    public init(source: String, signal: Int32 = SIGHUP) {
+        self.source = source
+        self.signal = signal
+    }
+}
+
+/// A one-shot latch the signal thread, the control socket and (later) IMDS watchers pull.
+public final class StopTrigger: Sendable {
+    private let reason = Mutex<(StopReason, Double)?>(nil)
+    private let fired = DispatchSemaphore(value: 0)
+
+    public init() {}
+
+    /// Records the first reason; later ones are ignored. Returns whether this one was first.
+    @discardableResult
+    public func fire(_ stop: StopReason) -> Bool {
+        let first = reason.withLock { current in
+            if current != nil { return false }
+            current = (stop, Clock.monotonicSeconds())
+            return true
+        }
+        if first { fired.signal() }
+        return first
+    }
+
+    public var current: (reason: StopReason, at: Double)? { reason.withLock { $0.map { ($0.0, $0.1) } } }
+
+    /// Blocks until a trigger fires.
+    public func wait() -> (reason: StopReason, at: Double) {
+        fired.wait()
+        fired.signal()  // later waiters pass too
+        return current!
+    }
+
+    /// Blocks SIGTERM and SIGINT in this thread (and every thread started after), and turns
+    /// them into a stop on a thread of their own. Call before any other thread exists.
+    public func catchTerminationSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        let blocked = set
+        Thread { [self] in
+            var waitSet = blocked
+            var number: Int32 = 0
+            while sigwait(&waitSet, &number) == 0 {
+                self.fire(StopReason(source: signalName(number)))
+            }
+        }.start()
+    }
+}

@@ -1,0 +1,67 @@
+import ArgumentParser
+import LavaBoot
+import LavaInstall
+import LavaSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `30s`, `5m`, `2h`, or bare seconds.
+struct DurationArgument: ExpressibleByArgument, Sendable {
+    var seconds: Double
+
+    init?(argument: String) {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+        var text = Substring(argument)
+        var scale = 1.0
+        if let last = text.last, let unit = units[last] {
+            scale = unit
+            text = text.dropLast()
+        }
+        guard let value = Double(text), value >= 0, value.isFinite else { return nil }
+        seconds = value * scale
+    }
+
+    static var defaultCompletionKind: CompletionKind { .default }
+}
+
+struct BootCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "boot",
+        abstract: "Run the boot scriptlets, install the workers' releases, start and supervise the daemons until stopped.")
+
+    @OptionGroup var target: TargetOptions
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .customLong("skip-script"), help: "Scriptlet glob lava-boot takes the slot of (repeatable).")
+    var skipScripts: [String] = ["50-lava.sh"]
+
+    @Option(name: .customLong("script-timeout"), help: "Longest a scriptlet may run (Ns, Nm, Nh).")
+    var scriptTimeout: DurationArgument = DurationArgument(argument: "30m")!
+
+    @Option(name: .customLong("stop-timeout"), help: "Graceful-stop budget, overriding the realm's stop_minutes.")
+    var stopTimeout: DurationArgument?
+
+    @Flag(name: .customLong("user-mode"), help: "No accounts or privilege changes: workers run as the invoking user.")
+    var userMode = false
+
+    func run() throws {
+        // Before any thread exists, so every thread inherits the blocked mask.
+        let trigger = StopTrigger()
+        trigger.catchTerminationSignals()
+        var logger = try global.makeLogger(component: "boot")
+        logger[metadataKey: "realm"] = "\(target.realm)"
+        logger[metadataKey: "worker"] = "\(target.worker)"
+        if !userMode && getuid() != 0 {
+            throw LavaError(.invalidConfig, "boot creates worker accounts and needs root; run it as root, or pass --user-mode")
+        }
+        let root = try global.hostRoot()
+        let resolver = Resolver(target: target, platform: nil, skipPatterns: skipScripts, global: global, logger: logger)
+        let (plan, area) = try resolver.plan()
+        let settings = BootSettings(root: root, installer: target.installer == .bundle ? .bundle : .native,
+                                    scriptTimeout: scriptTimeout.seconds, stopTimeout: stopTimeout?.seconds,
+                                    userMode: userMode, environment: ProcessEnvironment.current().map { "\($0.key)=\($0.value)" })
+        let agent = Agent(plan: plan, area: area, settings: settings, trigger: trigger, logger: logger)
+        try agent.run()
+    }
+}

@@ -1,0 +1,33 @@
+#!/bin/sh
+# A stand-in lava-worker for the demo and the tests. It runs until told to stop and, when
+# FAKE_RECORD_DIR is set (through the realm's env), records what it was started with:
+# argv, environment (NUL-separated, exact), uid/gid/groups, cwd, parent pid, signals received.
+#   SIGHUP/SIGINT: finish "in-flight jobs" for FAKE_DRAIN_SECONDS (default 0), then exit 0
+#   SIGTERM: exit 0 at once (unless FAKE_IGNORE_TERM=1)
+record=""
+if [ -n "$FAKE_RECORD_DIR" ]; then
+  record="$FAKE_RECORD_DIR/$(id -un)-$$"
+  mkdir -p "$record"
+  for arg in "$@"; do printf '%s\n' "$arg"; done > "$record/argv"
+  cat /proc/$$/environ > "$record/environ"
+  printf '%s %s %s\n' "$(id -u)" "$(id -g)" "$(id -G)" > "$record/ids"
+  pwd > "$record/cwd"
+  echo "$PPID" > "$record/ppid"
+  : > "$record/signals"
+fi
+note() { [ -n "$record" ] && echo "$1" >> "$record/signals"; }
+drain() {
+  note "$1"
+  echo "lava-worker: $1: finishing in-flight jobs"
+  sleep "${FAKE_DRAIN_SECONDS:-0}"
+  exit 0
+}
+trap 'drain HUP' HUP
+trap 'drain INT' INT
+if [ "${FAKE_IGNORE_TERM:-0}" = 1 ]; then
+  trap 'note TERM' TERM
+else
+  trap 'note TERM; exit 0' TERM
+fi
+echo "lava-worker started: $*"
+while :; do sleep 0.2; done
