@@ -12,6 +12,7 @@ if [ -n "$FAKE_RECORD_DIR" ]; then
   cat /proc/$$/environ > "$record/environ"
   printf '%s %s %s\n' "$(id -u)" "$(id -g)" "$(id -G)" > "$record/ids"
   pwd > "$record/cwd"
+  echo "$0" > "$record/exe"
   echo "$PPID" > "$record/ppid"
   : > "$record/signals"
 fi

@@ -44,8 +44,9 @@ public struct ScriptletRunner: Sendable {
         defer { try? Files.removeTree(directory) }
         let path = Paths.join(directory, scriptlet.name)
         try area.open(scriptlet.object.key).save(to: path, mode: 0o700)
-        var request = SpawnRequest(executable: path, arguments: arguments, environment: environment, workingDirectory: directory)
-        request.argumentZero = "./\(scriptlet.name)"
+        // Relative to its directory, so a script's $0 is `./NAME` as it was under the old boot script.
+        let request = SpawnRequest(executable: "./\(scriptlet.name)", arguments: arguments, environment: environment,
+                                   workingDirectory: directory)
         log.info("running \(scriptlet.name)")
         let start = Clock.monotonicSeconds()
         let result = try Subprocess.run(request, timeout: .init(seconds: timeout, killAfter: 10)) { line in log.info("\(line)") }
