@@ -20,7 +20,10 @@ note() { [ -n "$record" ] && echo "$1" >> "$record/signals"; }
 drain() {
   note "$1"
   echo "lava-worker: $1: finishing in-flight jobs"
-  sleep "${FAKE_DRAIN_SECONDS:-0}"
+  # In the background, so a signal's trap runs while the jobs "finish".
+  sleep "${FAKE_DRAIN_SECONDS:-0}" &
+  jobs=$!
+  while kill -0 "$jobs" 2>/dev/null; do wait "$jobs"; done
   exit 0
 }
 trap 'drain HUP' HUP
