@@ -133,6 +133,8 @@ public final class Supervisor: Sendable {
             request.standardOutput = fds[1]
             request.standardError = fds[1]
             request.identity = daemon.spec.identity
+            // Its own process group, so SIGKILL at the deadline takes the worker's jobs too.
+            request.newProcessGroup = true
             let generation = daemon.generation
             do throws(LavaError) {
                 let pid = try Reaper.shared.spawn(request) { [self] status in self.exited(index, generation: generation, status: status) }
@@ -210,8 +212,8 @@ public final class Supervisor: Sendable {
         }
         if waitForAll(until: Clock.monotonicSeconds() + killGrace) { return }
         for (pid, spec) in remaining() {
-            logger(for: spec).error("\(spec.worker) daemon \(spec.index) ignored SIGTERM; sending SIGKILL (pid \(pid))")
-            kill(pid, SIGKILL)
+            logger(for: spec).error("\(spec.worker) daemon \(spec.index) ignored SIGTERM; sending SIGKILL to it and its processes (pid \(pid))")
+            kill(-pid, SIGKILL)
         }
         _ = waitForAll(until: Clock.monotonicSeconds() + 30)
     }

@@ -42,10 +42,10 @@ import Testing
         let root = TemporaryRoot()
         try Files.makeDirectories(root.directory.path)
         try Files.writeAtomically(root.directory.pidPath, Array("31337\n".utf8))
-        // flock(1) holds the lock in another process for as long as `sleep` runs.
+        // flock(1) takes the lock and becomes `sleep` (no fork), which holds it until killed.
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
-        holder.arguments = ["--exclusive", root.directory.pidPath, "sleep", "30"]
+        holder.arguments = ["--exclusive", "--no-fork", root.directory.pidPath, "sleep", "30"]
         try holder.run()
         defer {
             holder.terminate()

@@ -20,10 +20,22 @@ import Testing
         try #require(getuid() == 0, "these tests create accounts and need root")
         let groupExisted = getgrnam("lava") != nil
         defer {
-            for worker in workers { runTool("/usr/sbin/userdel", ["--remove", "lava-\(worker)"]) }
+            for worker in workers {
+                runTool("/usr/bin/pkill", ["-KILL", "-u", "lava-\(worker)"])
+                runTool("/usr/sbin/userdel", ["--remove", "lava-\(worker)"])
+            }
             if !groupExisted { runTool("/usr/sbin/groupdel", ["lava"]) }
         }
         try body()
+    }
+
+    static func hasProcesses(user: String) -> Bool {
+        guard let uid = getpwnam(user)?.pointee.pw_uid else { return false }
+        return (((try? Files.list("/proc")) ?? nil) ?? []).contains { entry in
+            guard Int32(entry) != nil else { return false }
+            var info = stat()
+            return stat("/proc/\(entry)", &info) == 0 && info.st_uid == uid
+        }
     }
 
     @Test func workersRunAsTheirAccountsWithExactlyTheirArgvAndEnvironment() throws {
@@ -111,6 +123,7 @@ import Testing
             #expect(agent.log.contains("sending SIGTERM"))
             #expect(agent.log.contains("sending SIGKILL"))
             #expect(WorkerRecord.all(in: records).first?.signals == ["HUP", "TERM"])
+            #expect(waitUntil(timeout: 5) { !RootBootTests.hasProcesses(user: "lava-\(one)") }, "SIGKILL took the worker's own processes too")
         }
     }
 }
