@@ -161,6 +161,23 @@ import Testing
         #expect(listings.count == 2, "1,100+ keys take two pages: \(listings)")
     }
 
+    @Test func aBootSurvivesAThrottledRealmsTable() throws {
+        let records = fixture.recordDirectory()
+        try moto.putItem(itemJSON: #"{"realm": {"S": "fleet"}, "x-workers": {"M": {"_": {"M": {"env": {"M": {"FAKE_RECORD_DIR": {"S": "\#(records)"}}}}}}}}"#)
+        fixture.workerBundle("8.2.0")
+        let bundle = try #require(try Files.read(fixture.area + "/_dist_/pkg/amzn2023/\(name("8.2.0")).tar.bz2"))
+        try moto.putObject(bucket: bucket, key: "prod/_dist_/pkg/amzn2023/\(name("8.2.0")).tar.bz2", bytes: bundle)
+        try moto.putObject(bucket: bucket, key: "prod/_boot_/10-hello.sh", text: "#!/bin/sh\necho hello\n")
+        _ = try proxy.setFaults(json: #"{"throttle_target": "DynamoDB_20120810.GetItem", "throttle_count": 5}"#)
+        let agent = try RunningAgent(["boot", "s3://\(bucket)/prod", "fleet", "core", "--root", fixture.root, "--user-mode",
+                                      "--stop-timeout", "20s"], environment: environment)
+        #expect(waitUntil(timeout: 30) { !WorkerRecord.all(in: records).isEmpty }, "\(agent.log)")
+        #expect(agent.log.contains("hello"))
+        #expect(agent.stop() == .exited(0))
+        let counters = try proxy.counters()
+        #expect((counters["faults"] as? [String: Any])?["throttle"] as? Int == 5, "five reads were throttled: \(counters)")
+    }
+
     @Test func missingRealmAndMissingTable() throws {
         try upload("8.2.0")
         let realm = run(["plan", "s3://\(bucket)/prod", "staging", "core", "--root", fixture.root])
