@@ -52,13 +52,14 @@ let package = Package(
         .target(name: "LavaPlan", dependencies: [
             "LavaSystem", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
         ]),
+        .target(name: "LavaControl", dependencies: ["LavaSystem", "LavaJSON"]),
         .target(name: "LavaBoot", dependencies: [
             "LavaSystem", "LavaLog", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall", "LavaPlan",
-            "LavaSupervisor", "LavaAccounts", .product(name: "Logging", package: "swift-log"),
+            "LavaSupervisor", "LavaAccounts", "LavaControl", .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "lava-boot", dependencies: [
             "LavaBoot",
-            "LavaPlan", "LavaAWS", "LavaSupervisor", "LavaAccounts",
+            "LavaPlan", "LavaAWS", "LavaSupervisor", "LavaAccounts", "LavaControl",
             "LavaSystem", "LavaLog", "LavaJSON", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -70,6 +71,7 @@ let package = Package(
             "LavaInstall", "LavaPlan", "LavaAWS", "LavaHTTP", "LavaSigV4",
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["Peers", "Vectors"]),
+        .testTarget(name: "LavaControlTests", dependencies: ["LavaControl", "LavaSystem", "LavaJSON"]),
         .testTarget(name: "LavaHTTPTests", dependencies: ["LavaHTTP", "LavaSystem", "LavaSource"], exclude: ["Peers"]),
         .testTarget(name: "LavaSigV4Tests", dependencies: ["LavaSigV4", "LavaCrypto"], exclude: ["Vectors"]),
     ],

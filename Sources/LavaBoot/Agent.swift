@@ -8,7 +8,6 @@ import LavaSource
 import LavaSupervisor
 import LavaSystem
 import Logging
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,7 +42,7 @@ public final class Agent: Sendable {
     let settings: BootSettings
     let logger: Logger
     public let trigger: StopTrigger
-    private let supervisorBox = SupervisorBox()
+    private let supervisorBox = SharedValue<Supervisor>()
 
     public init(plan: BootPlan, area: any CodeArea, settings: BootSettings, trigger: StopTrigger, logger: Logger) {
         self.plan = plan
@@ -144,9 +143,3 @@ public final class Agent: Sendable {
     }
 }
 
-/// The supervisor, set once when the workers start and read by status requests.
-final class SupervisorBox: Sendable {
-    private let box = Synchronization.Mutex<Supervisor?>(nil)
-    func set(_ supervisor: Supervisor) { box.withLock { $0 = supervisor } }
-    var value: Supervisor? { box.withLock { $0 } }
-}

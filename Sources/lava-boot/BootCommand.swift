@@ -1,6 +1,7 @@
 import ArgumentParser
 import LavaBoot
 import LavaInstall
+import LavaLog
 import LavaSystem
 #if canImport(Glibc)
 import Glibc
@@ -56,12 +57,19 @@ struct BootCommand: ParsableCommand {
             throw LavaError(.invalidConfig, "boot creates worker accounts and needs root; run it as root, or pass --user-mode")
         }
         let root = try global.hostRoot()
+        // The lock and socket come first: a second agent on this root changes nothing.
+        let agentBox = SharedValue<Agent>()
+        let control = try AgentControl(root: root, agent: { agentBox.value }, trigger: trigger, startedAt: Clock.wallSeconds(),
+                                       identity: (target.realm, target.worker, target.source), logger: logger.with(component: "control"))
+        defer { control.finish() }
         let resolver = Resolver(target: target, platform: nil, skipPatterns: skipScripts, global: global, logger: logger)
         let (plan, area) = try resolver.plan()
         let settings = BootSettings(root: root, installer: target.installer == .bundle ? .bundle : .native,
                                     scriptTimeout: scriptTimeout.seconds, stopTimeout: stopTimeout?.seconds,
                                     userMode: userMode, environment: ProcessEnvironment.current().map { "\($0.key)=\($0.value)" })
         let agent = Agent(plan: plan, area: area, settings: settings, trigger: trigger, logger: logger)
+        agentBox.set(agent)
         try agent.run()
     }
 }
+

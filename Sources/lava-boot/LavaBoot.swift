@@ -12,7 +12,7 @@ struct LavaBoot: ParsableCommand {
         commandName: "lava-boot",
         abstract: "Boot, install and supervise lava workers on an EC2 instance.",
         version: version,
-        subcommands: [BootCommand.self, PlanCommand.self, InstallCommand.self, VersionsCommand.self]
+        subcommands: [BootCommand.self, StatusCommand.self, StopCommand.self, PlanCommand.self, InstallCommand.self, VersionsCommand.self]
     )
 
     /// Usage errors exit 64 with the reason and the usage (ArgumentParser's own handling);

@@ -43,13 +43,13 @@ import Testing
         try Files.makeDirectories(root.directory.path)
         try Files.writeAtomically(root.directory.pidPath, Array("31337\n".utf8))
         // flock(1) takes the lock and becomes `sleep` (no fork), which holds it until killed.
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
-        holder.arguments = ["--exclusive", "--no-fork", root.directory.pidPath, "sleep", "30"]
-        try holder.run()
+        // Started through the process's one Reaper: Foundation's Process would race its wait4(-1).
+        let holder = try Reaper.shared.spawn(SpawnRequest(
+            executable: "/usr/bin/flock", arguments: ["--exclusive", "--no-fork", root.directory.pidPath, "sleep", "30"],
+            environment: ["PATH=/usr/bin:/bin"]))
         defer {
-            holder.terminate()
-            holder.waitUntilExit()
+            kill(holder, SIGKILL)
+            _ = Reaper.shared.wait(holder)
         }
         // Wait until flock has the lock, probing without touching the file.
         var held = false

@@ -98,6 +98,12 @@ import Testing
             #expect(waited >= Double(round) * 0.9, "round \(round) restarted after \(waited) s")
         }
         #expect(agent.log.contains("exited (killed by SIGKILL)"))
+        let status = LavaBootBinary.run(["status", "--json", "--root", fixture.root])
+        #expect(status.exitCode == 0, "\(status.stderr)")
+        let json = try JSONValue(parsing: status.stdout)
+        guard case .array(let daemons)? = json["daemons"] else { Issue.record("no daemons: \(status.stdout)"); return }
+        #expect(daemons.map { $0["restarts"] } == [.number("0"), .number("2")], "the killed daemon counts two restarts")
+        #expect(daemons.allSatisfy { $0["state"] == .string("running") })
         #expect(agent.log.contains("restarting in 1 s"))
         #expect(agent.log.contains("restarting in 2 s"))
         // Many more restarts of the other daemon: every exit reaped.
@@ -109,6 +115,52 @@ import Testing
         }
         #expect(agent.zombies().isEmpty)
         #expect(agent.stop() == .exited(0))
+    }
+
+    @Test func statusStopAndASecondAgent() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(daemons: 2, records: records)
+        let agent = try boot()
+        #expect(waitUntil(timeout: 20) { WorkerRecord.all(in: records).count == 2 }, "\(agent.log)")
+        var info = stat()
+        #expect(stat(fixture.root + "/run/lava-boot/control.sock", &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o600)
+        #expect(info.st_uid == getuid())
+        #expect(try Files.readText(fixture.root + "/run/lava-boot/lava-boot.pid") == "\(agent.pid)\n")
+
+        let second = try boot()
+        #expect(waitUntil(timeout: 20) { second.status != nil })
+        #expect(second.status == .exited(1))
+        #expect(second.log.contains("another lava-boot agent (pid \(agent.pid)) is running"), "\(second.log)")
+        #expect(WorkerRecord.all(in: records).count == 2, "the second agent started nothing")
+
+        let text = LavaBootBinary.run(["status", "--root", fixture.root])
+        #expect(text.exitCode == 0)
+        #expect(text.stdout.contains("stopping: no"))
+        #expect(text.stdout.split(separator: "\n").filter { $0.hasPrefix("core ") }.count == 2, "\(text.stdout)")
+
+        let stop = LavaBootBinary.run(["stop", "--wait", "--root", fixture.root])
+        #expect(stop.exitCode == 0, "\(stop.stderr)")
+        #expect(stop.stdout == "stopped\n")
+        #expect(waitUntil(timeout: 10) { agent.status != nil })
+        #expect(agent.status == .exited(0))
+        #expect(WorkerRecord.all(in: records).allSatisfy { $0.signals == ["HUP"] })
+        #expect(!Files.exists(fixture.root + "/run/lava-boot/control.sock"))
+        let none = LavaBootBinary.run(["status", "--root", fixture.root])
+        #expect(none.exitCode == 1)
+        #expect(none.stderr.hasPrefix("lava-boot: error: no lava-boot agent is running"))
+    }
+
+    @Test func stopWithAnotherSignal() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records)
+        let agent = try boot()
+        #expect(waitUntil(timeout: 20) { WorkerRecord.all(in: records).count == 1 }, "\(agent.log)")
+        #expect(LavaBootBinary.run(["stop", "--signal", "INT", "--root", fixture.root]).exitCode == 0)
+        #expect(waitUntil(timeout: 10) { agent.status != nil })
+        #expect(WorkerRecord.all(in: records).first?.signals == ["INT"])
     }
 
     @Test func jsonLogLinesCarryFieldsAndNoSecrets() throws {

@@ -1,0 +1,212 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LavaSystem
+
+// Small POSIX pieces the server and the client share: an AF_UNIX address, line reads and whole
+// writes under a deadline, the peer's uid, a lock with a condition, and joinable threads.
+
+/// The largest socket path `sockaddr_un` holds (its `sun_path` minus the terminating NUL).
+let maximumSocketPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+
+/// Calls `body` with `path` as a socket address, or returns nil when the path does not fit.
+func withUnixAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R? {
+    let bytes = Array(path.utf8)
+    guard bytes.count <= maximumSocketPathBytes, !bytes.contains(0) else { return nil }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: bytes)  // the rest is already zero, NUL included
+    }
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+}
+
+func socketPathTooLong(_ path: String) -> LavaError {
+    LavaError(.system, "socket path \(path) is \(path.utf8.count) bytes long; AF_UNIX allows \(maximumSocketPathBytes) (use a shorter --root)")
+}
+
+/// A new AF_UNIX stream socket, close-on-exec so daemons never inherit it.
+func makeUnixSocket(nonBlocking: Bool = false) throws(LavaError) -> Int32 {
+    var type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+    if nonBlocking { type |= Int32(SOCK_NONBLOCK.rawValue) }
+    let fd = socket(AF_UNIX, type, 0)
+    if fd < 0 { throw .errno("socket") }
+    return fd
+}
+
+/// Seconds left before a monotonic deadline, as poll(2) milliseconds (-1: no deadline).
+private func pollMilliseconds(until deadline: Double?) -> Int32? {
+    guard let deadline else { return -1 }
+    let remaining = deadline - Clock.monotonicSeconds()
+    if remaining <= 0 { return nil }
+    return Int32(min(remaining * 1000, Double(Int32.max)).rounded(.up))
+}
+
+/// Waits until `fd` is ready for `events`. False when the deadline passed first.
+private func waitReady(_ fd: Int32, _ events: Int32, until deadline: Double?) -> Bool {
+    while true {
+        guard let milliseconds = pollMilliseconds(until: deadline) else { return false }
+        var entry = pollfd(fd: fd, events: Int16(events), revents: 0)
+        let n = poll(&entry, 1, milliseconds)
+        if n > 0 { return true }  // readable, writable, or an error the next call reports
+        if n == 0 { return false }
+        if errno != EINTR { return true }  // let recv/send report it
+    }
+}
+
+enum LineRead: Equatable {
+    /// Bytes before the first newline (anything after it is ignored: one request per connection).
+    case line([UInt8])
+    /// The peer closed the connection; what it sent before, possibly nothing.
+    case closed([UInt8])
+    case timedOut
+    case tooLong
+    case failed(Int32)
+}
+
+/// Reads one line of at most `limit` bytes before `deadline` (monotonic seconds; nil = no limit).
+func readLine(_ fd: Int32, until deadline: Double?, limit: Int) -> LineRead {
+    var collected = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        guard waitReady(fd, Int32(POLLIN), until: deadline) else { return .timedOut }
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n < 0 {
+            if errno == EINTR || errno == EAGAIN { continue }
+            return .failed(errno)
+        }
+        if n == 0 { return .closed(collected) }
+        if let newline = chunk[0..<n].firstIndex(of: UInt8(ascii: "\n")) {
+            collected.append(contentsOf: chunk[0..<newline])
+            return collected.count > limit ? .tooLong : .line(collected)
+        }
+        collected.append(contentsOf: chunk[0..<n])
+        if collected.count > limit { return .tooLong }
+    }
+}
+
+/// Reads and drops what the peer still sends, until it closes, `deadline` passes or `limit` bytes
+/// went by. Closing a Unix socket with unread input resets the connection, and the peer may then
+/// lose the answer it has not read yet.
+func discardInput(_ fd: Int32, until deadline: Double, limit: Int) {
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    var discarded = 0
+    while discarded < limit, waitReady(fd, Int32(POLLIN), until: deadline) {
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+        if n <= 0 { return }
+        discarded += n
+    }
+}
+
+/// Writes all of `bytes` before `deadline`; returns 0, ETIMEDOUT, or the errno of the failure.
+/// MSG_NOSIGNAL: a peer that went away is an error here, never a SIGPIPE.
+@discardableResult
+func writeAll(_ fd: Int32, _ bytes: [UInt8], until deadline: Double?) -> Int32 {
+    var written = 0
+    while written < bytes.count {
+        guard waitReady(fd, Int32(POLLOUT), until: deadline) else { return ETIMEDOUT }
+        let n = bytes.withUnsafeBytes { buffer in
+            send(fd, buffer.baseAddress! + written, buffer.count - written, Int32(MSG_NOSIGNAL))
+        }
+        if n < 0 {
+            if errno == EINTR || errno == EAGAIN { continue }
+            return errno
+        }
+        written += n
+    }
+    return 0
+}
+
+/// The effective uid of the process at the other end of a connected AF_UNIX socket.
+/// Glibc declares `struct ucred` only under _GNU_SOURCE, which Swift's import lacks; its layout
+/// (pid_t pid; uid_t uid; gid_t gid) is fixed by the Linux ABI.
+func peerUID(_ fd: Int32) -> uid_t? {
+    var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+    var length = socklen_t(MemoryLayout.size(ofValue: credentials))
+    guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0,
+          Int(length) == MemoryLayout.size(ofValue: credentials) else { return nil }
+    return credentials.uid
+}
+
+/// A value behind a pthread mutex, with a condition to wait for it to change.
+final class Monitor<State>: @unchecked Sendable {  // `state` is only touched with `mutex` held
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
+    private var state: State
+
+    init(_ state: State) {
+        self.state = state
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+        condition = .allocate(capacity: 1)
+        condition.initialize(to: pthread_cond_t())
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        condition.deallocate()
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Runs `body` with the lock held and wakes every waiter afterwards.
+    func withLock<R, E: Error>(_ body: (inout State) throws(E) -> R) throws(E) -> R {
+        pthread_mutex_lock(mutex)
+        defer {
+            pthread_cond_broadcast(condition)
+            pthread_mutex_unlock(mutex)
+        }
+        return try body(&state)
+    }
+
+    /// Waits until `predicate` holds or the monotonic `deadline` passes (nil: no deadline).
+    /// Returns whether the predicate holds.
+    @discardableResult
+    func wait(until deadline: Double?, for predicate: (State) -> Bool) -> Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while !predicate(state) {
+            guard let deadline else {
+                pthread_cond_wait(condition, mutex)
+                continue
+            }
+            if Clock.monotonicSeconds() >= deadline { return false }
+            var wake = timespec()
+            wake.tv_sec = Int(deadline.rounded(.down))
+            wake.tv_nsec = Int((deadline - deadline.rounded(.down)) * 1e9)
+            pthread_cond_timedwait(condition, mutex, &wake)
+        }
+        return true
+    }
+}
+
+/// Starts a pthread running `body`: detached, or joinable (the caller must `pthread_join` it).
+/// Foundation's Thread is not available here, and LavaSystem's wrapper cannot be joined.
+@discardableResult
+func startThread(joinable: Bool, _ body: @escaping @Sendable () -> Void) throws(LavaError) -> pthread_t {
+    final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body))
+    var handle = pthread_t()
+    let result = pthread_create(&handle, nil, { raw in
+        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, box.toOpaque())
+    if result != 0 {
+        box.release()
+        throw .errno("pthread_create", nil, result)
+    }
+    if !joinable { pthread_detach(handle) }
+    return handle
+}
