@@ -67,8 +67,23 @@ run install "file://$area" demo core --realms-file "$demo/realms.json" --root "$
 echo
 echo "\$ ls -l $root/opt/lava $root/usr/local/bin"
 ls -l "$root/opt/lava" "$root/usr/local/bin"
+
+# A real boot in user mode: scriptlets, install, three supervised workers; then status and a clean stop.
 echo
-echo "\$ $root/usr/local/bin/lava-admin"
-"$root/usr/local/bin/lava-admin"
+echo "\$ lava-boot boot file://$area demo core --realms-file $demo/realms.json --root $root --user-mode --log $demo/boot.log &"
+"$bin" boot "file://$area" demo core --realms-file "$demo/realms.json" --root "$root" --user-mode --log "$demo/boot.log" &
+agent=$!
+for _ in $(seq 100); do
+  "$bin" status --root "$root" --json 2>/dev/null | grep -q '"state": "running"' && break
+  sleep 0.1
+done
+sleep 0.5
+run status --root "$root"
+run stop --wait --root "$root"
+wait "$agent"
+echo "agent exited with status $?"
+echo
+echo "\$ cat $demo/boot.log"
+cat "$demo/boot.log"
 echo
 echo "demo files are in $demo (remove with: rm -rf $demo)"

@@ -44,15 +44,22 @@ public final class ParallelBzip2Decoder: ObjectStream {
     ///   - maxBufferedBytes: decoded output buffered ahead of the caller, at most.
     ///   - onCompressedBytes: called from `read` (on the caller's thread) with the compressed bytes
     ///     read since the last call, for progress.
-    public init(source: any ObjectStream, threads: Int? = nil, maxBufferedBytes: Int = 16 << 20,
-                onCompressedBytes: ((Int) -> Void)? = nil) {
+    public convenience init(source: any ObjectStream, threads: Int? = nil, maxBufferedBytes: Int = 16 << 20,
+                            onCompressedBytes: ((Int) -> Void)? = nil) {
+        self.init(source: source, threads: threads, maxBufferedBytes: maxBufferedBytes,
+                  onCompressedBytes: onCompressedBytes, falseCuts: [])
+    }
+
+    /// `falseCuts`: for tests, bit offsets the reader cuts at as if a block magic were there.
+    init(source: any ObjectStream, threads: Int?, maxBufferedBytes: Int,
+         onCompressedBytes: ((Int) -> Void)?, falseCuts: [Int]) {
         let workers = max(threads ?? Self.defaultThreads, 1)
         let chunkSize = 256 * 1024
         let maxChunks = max(maxBufferedBytes / chunkSize, 8)
         pipeline = Pipeline(chunkSize: chunkSize, maxChunks: maxChunks,
                             holdChunks: min(maxChunks / 2, 32), maxBlocksPending: 2 * workers + 2)
         self.onCompressedBytes = onCompressedBytes
-        let reader = Reader(source: source, pipeline: pipeline)
+        let reader = Reader(source: source, pipeline: pipeline, falseCuts: falseCuts)
         self.threads.append(JoinableThread { reader.run() })
         for _ in 0..<workers {
             let pipeline = self.pipeline

@@ -18,11 +18,15 @@ final class Reader: @unchecked Sendable {  // created before its thread starts, 
     private var keepFrom = 0
     private var eof = false
     private let readSize: Int
+    /// Tests: bit offsets treated as block magics although none is there (chance patterns).
+    private let falseCuts: [Int]
+    private var falseCutIndex = 0
 
     private static let closedCode = LavaError.Code("bzip2-decoder-closed")
 
-    init(source: any ObjectStream, pipeline: Pipeline, readSize: Int = 512 * 1024) {
+    init(source: any ObjectStream, pipeline: Pipeline, readSize: Int = 512 * 1024, falseCuts: [Int] = []) {
         self.source = source
+        self.falseCuts = falseCuts.sorted()
         self.pipeline = pipeline
         self.readSize = readSize
         capacity = 2 * 1024 * 1024
@@ -138,8 +142,18 @@ final class Reader: @unchecked Sendable {  // created before its thread starts, 
         var rejectedEndOfStream = false
         while true {
             keepFrom = segmentStart >> 3
-            if let found = MagicScanner.find(in: window, count: count, from: searchFrom - base * 8) {
-                let bit = found.bit + base * 8
+            let scanned = MagicScanner.find(in: window, count: count, from: searchFrom - base * 8)
+                .map { (bit: $0.bit + base * 8, endOfStream: $0.endOfStream) }
+            while falseCutIndex < falseCuts.count && falseCuts[falseCutIndex] < searchFrom { falseCutIndex += 1 }
+            if falseCutIndex < falseCuts.count, falseCuts[falseCutIndex] < (scanned?.bit ?? (end - 6) * 8) {
+                let cut = falseCuts[falseCutIndex]
+                try emit(from: segmentStart, to: cut, level: level, streamIndex: streamIndex)
+                segmentStart = cut
+                searchFrom = cut + 1
+                continue
+            }
+            if let found = scanned {
+                let bit = found.bit
                 if !found.endOfStream {
                     try emit(from: segmentStart, to: bit, level: level, streamIndex: streamIndex)
                     segmentStart = bit

@@ -59,11 +59,10 @@ struct StopCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let logger = try global.makeLogger(component: "stop")
+        _ = try global.makeLogger(component: "stop")
         let request = StopRequest(signal: signal?.number, wait: wait, noDispatch: noDispatch)
         _ = try ControlClient.send(.stop(request), directory: AgentDirectory(root: try global.hostRoot()),
                                    timeout: wait ? nil : ControlClient.defaultTimeout)
-        logger.info(wait ? "the agent has drained its workers" : "the agent is draining its workers")
         print(wait ? "stopped" : "stopping")
     }
 }
