@@ -1,5 +1,6 @@
 import LavaSource
 import LavaSystem
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,6 +21,10 @@ import Glibc
 ///
 /// `read` is for one thread at a time. Dropping the decoder stops and joins its threads.
 public final class ParallelBzip2Decoder: ObjectStream {
+    private static let counter = Atomic<Int>(0)
+
+    /// Numbers the decoder's threads (named `bz2-<id>-r` and `bz2-<id>-w<n>`).
+    let id = ParallelBzip2Decoder.counter.add(1, ordering: .relaxed).newValue
     private let pipeline: Pipeline
     private var threads: [JoinableThread] = []
     private let onCompressedBytes: ((Int) -> Void)?
@@ -60,10 +65,11 @@ public final class ParallelBzip2Decoder: ObjectStream {
                             holdChunks: min(maxChunks / 2, 32), maxBlocksPending: 2 * workers + 2)
         self.onCompressedBytes = onCompressedBytes
         let reader = Reader(source: source, pipeline: pipeline, falseCuts: falseCuts)
-        self.threads.append(JoinableThread { reader.run() })
-        for _ in 0..<workers {
+        let id = self.id
+        self.threads.append(JoinableThread(name: "bz2-\(id)-r") { reader.run() })
+        for n in 0..<workers {
             let pipeline = self.pipeline
-            self.threads.append(JoinableThread { Worker(pipeline: pipeline).run() })
+            self.threads.append(JoinableThread(name: "bz2-\(id)-w\(n)") { Worker(pipeline: pipeline).run() })
         }
     }
 
@@ -193,20 +199,32 @@ public final class ParallelBzip2Decoder: ObjectStream {
 /// A pthread that can be joined (LavaSystem's `Thread` detaches).
 final class JoinableThread {
     private final class Body: Sendable {
+        let name: String
         let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+        init(_ name: String, _ run: @escaping @Sendable () -> Void) { self.name = name; self.run = run }
     }
 
     private var handle = pthread_t()
     private var joined = false
 
-    init(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Body(body)).toOpaque()
+    init(name: String, _ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(Body(name, body)).toOpaque()
         let result = pthread_create(&handle, nil, { raw in
-            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
+            let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
+            JoinableThread.setName(body.name)
+            body.run()
             return nil
         }, box)
         precondition(result == 0, "pthread_create failed: \(result)")
+    }
+
+    /// pthread_setname_np and prctl are out of Swift's reach (_GNU_SOURCE, variadic).
+    private static func setName(_ name: String) {
+        let fd = open("/proc/thread-self/comm", O_WRONLY)
+        guard fd >= 0 else { return }
+        var name = String(name.prefix(15))
+        name.withUTF8 { _ = write(fd, $0.baseAddress, $0.count) }
+        close(fd)
     }
 
     func join() {

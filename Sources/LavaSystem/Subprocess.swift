@@ -114,27 +114,12 @@ public enum Subprocess {
         public var timedOut: Bool
     }
 
-
     public static func run(_ request: SpawnRequest, timeout: Timeout? = nil,
                            onLine: (String) -> Void) throws(LavaError) -> Result {
-        var fds: [Int32] = [0, 0]
-        if lava_pipe_cloexec(&fds) != 0 { throw .errno("pipe2") }
-        var request = request
-        request.newProcessGroup = true
-        request.standardOutput = fds[1]
-        request.standardError = fds[1]
-        let pid: pid_t
-        do {
-            pid = try Reaper.shared.spawn(request)
-        } catch {
-            close(fds[0])
-            close(fds[1])
-            throw error
-        }
-        close(fds[1])
-        defer { close(fds[0]) }
+        let (pid, fds) = try spawnWithPipes(request, separateStandardError: false)
+        defer { fds.forEach { close($0) } }
         var pending = [UInt8]()
-        let timedOut = try pump([fds[0]], pid: pid, timeout: timeout) { _, bytes in
+        let timedOut = try pump(fds, pid: pid, timeout: timeout) { _, bytes in
             pending.append(contentsOf: bytes)
             LineSplitter.emit(&pending, onLine: onLine)
         }
@@ -143,38 +128,43 @@ public enum Subprocess {
         return Result(status: status, timedOut: timedOut)
     }
 
+    /// Spawns `request` in its own process group with stdout (and stderr, or a pipe of its own)
+    /// on pipes; returns the pid and the read ends.
+    private static func spawnWithPipes(_ request: SpawnRequest, separateStandardError: Bool) throws(LavaError) -> (pid_t, [Int32]) {
+        var pipes = [[Int32]]()
+        for _ in 0..<(separateStandardError ? 2 : 1) {
+            var fds: [Int32] = [0, 0]
+            if lava_pipe_cloexec(&fds) != 0 {
+                pipes.joined().forEach { close($0) }
+                throw .errno("pipe2")
+            }
+            pipes.append(fds)
+        }
+        var request = request
+        request.newProcessGroup = true
+        request.standardOutput = pipes[0][1]
+        request.standardError = pipes[separateStandardError ? 1 : 0][1]
+        let pid: pid_t
+        do {
+            pid = try Reaper.shared.spawn(request)
+        } catch {
+            pipes.joined().forEach { close($0) }
+            throw error
+        }
+        pipes.forEach { close($0[1]) }
+        return (pid, pipes.map { $0[0] })
+    }
+
     /// Runs a child to completion, collecting its stdout whole (up to `limit` bytes) and handing
     /// its stderr line by line to `onErrorLine`. Stdout is read to its end before the child is
     /// reaped, so a full pipe can never deadlock it.
     public static func capture(_ request: SpawnRequest, timeout: Timeout, limit: Int = 1 << 20,
                                onErrorLine: (String) -> Void) throws(LavaError) -> (Result, [UInt8]) {
-        var outPipe: [Int32] = [0, 0]
-        var errPipe: [Int32] = [0, 0]
-        if lava_pipe_cloexec(&outPipe) != 0 { throw .errno("pipe2") }
-        if lava_pipe_cloexec(&errPipe) != 0 {
-            close(outPipe[0]); close(outPipe[1])
-            throw .errno("pipe2")
-        }
-        var request = request
-        request.newProcessGroup = true
-        request.standardOutput = outPipe[1]
-        request.standardError = errPipe[1]
-        let pid: pid_t
-        do {
-            pid = try Reaper.shared.spawn(request)
-        } catch {
-            for fd in outPipe + errPipe { close(fd) }
-            throw error
-        }
-        close(outPipe[1])
-        close(errPipe[1])
-        defer {
-            close(outPipe[0])
-            close(errPipe[0])
-        }
+        let (pid, fds) = try spawnWithPipes(request, separateStandardError: true)
+        defer { fds.forEach { close($0) } }
         var output = [UInt8]()
         var pendingErrors = [UInt8]()
-        let timedOut = try pump([outPipe[0], errPipe[0]], pid: pid, timeout: timeout) { index, bytes in
+        let timedOut = try pump(fds, pid: pid, timeout: timeout) { index, bytes in
             if index == 0 {
                 if output.count < limit { output.append(contentsOf: bytes.prefix(limit - output.count)) }
             } else {
