@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "LavaBootTests", dependencies: [
             "CCurl", "CBzip2", "CArchive",
             "LavaSystem", "LavaLog", "LavaJSON", "LavaCrypto", "LavaRealm", "LavaSource", "LavaSelection",
-            "LavaInstall", "LavaPlan", "LavaAWS", "LavaHTTP", "LavaSigV4",
+            "LavaInstall", "LavaPlan", "LavaAWS", "LavaHTTP", "LavaSigV4", "LavaBoot",
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["Peers", "Vectors"]),
         .testTarget(name: "LavaControlTests", dependencies: ["LavaControl", "LavaSystem", "LavaJSON"]),

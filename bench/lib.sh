@@ -1,9 +1,10 @@
 # Shared by the bench scripts: build, a realistic bundle, timing and medians.
 set -euo pipefail
 
+# As shipped: release, static Swift standard library.
 build_release() {
-  swift build -c release >/dev/null
-  bin="$(swift build -c release --show-bin-path)/lava-boot"
+  swift build -c release --static-swift-stdlib >/dev/null
+  bin="$(swift build -c release --static-swift-stdlib --show-bin-path)/lava-boot"
 }
 
 # make_bundle DIR MB: a bundle shaped like a Python release (tens of thousands of files) at

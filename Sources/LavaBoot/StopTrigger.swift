@@ -45,13 +45,16 @@ public final class StopTrigger: Sendable {
     }
 
     /// Blocks SIGTERM and SIGINT in this thread (and every thread started after), and turns
-    /// them into a stop on a thread of their own. Call before any other thread exists.
+    /// them into a stop on a thread of their own; ignores SIGHUP. Call before any other thread exists.
     public func catchTerminationSignals() {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         pthread_sigmask(SIG_BLOCK, &set, nil)
+        // A hangup of the terminal that started the agent must not kill it and orphan the workers.
+        // (The child side of spawn resets every disposition, so workers still get SIGHUP's default.)
+        signal(SIGHUP, SIG_IGN)
         let blocked = set
         Thread { [self] in
             var waitSet = blocked

@@ -117,6 +117,10 @@ final class Reader: @unchecked Sendable {  // created before its thread starts, 
             guard isStreamHeader(at: offset) else {
                 if streamIndex > 0 { throw BZErrors.trailingGarbage(at: offset) }
                 if end == offset { throw BZErrors.truncated("the input is empty") }
+                let header: [UInt8] = [0x42, 0x5A, 0x68]
+                if end < offset + 4 && (offset..<end).allSatisfy({ byte($0) == header[$0 - offset] }) {
+                    throw BZErrors.truncated("it ends in the stream header")
+                }
                 if end >= offset + 4 && byte(offset) == 0x42 && byte(offset + 1) == 0x5A && byte(offset + 2) == 0x68 {
                     throw end < offset + 10 ? BZErrors.truncated("it ends in the stream header")
                         : BZErrors.corrupt("no block after the stream header")

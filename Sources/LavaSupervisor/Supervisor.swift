@@ -1,5 +1,4 @@
 import CShim
-import Dispatch
 import LavaSystem
 import LavaLog
 import Logging
@@ -79,13 +78,12 @@ public final class Supervisor: Sendable {
     private let state: Mutex<State>
     private let logger: Logger
     private let backoff: RestartBackoff
-    private let pump: OutputPump
-    private let timers = DispatchQueue(label: "lava-boot.restarts")
+    private let loop: EventLoop
 
     public init(specs: [DaemonSpec], logger: Logger, backoff: RestartBackoff = RestartBackoff()) throws(LavaError) {
         self.logger = logger
         self.backoff = backoff
-        pump = try OutputPump()
+        loop = try EventLoop()
         state = Mutex(State(daemons: specs.map { Daemon(spec: $0, nextDelay: backoff.initial) }))
     }
 
@@ -144,7 +142,7 @@ public final class Supervisor: Sendable {
                 daemon.phase = .running
                 state.daemons[index] = daemon
                 let output = log.with(component: "lava-worker")
-                pump.add(fds[0]) { line in output.info("\(line)") }
+                loop.add(fds[0]) { line in output.info("\(line)") }
                 log.info("started \(daemon.spec.worker) daemon \(daemon.spec.index) (pid \(pid), lava \(daemon.spec.version))")
             } catch {
                 close(fds[0])
@@ -184,7 +182,7 @@ public final class Supervisor: Sendable {
         state.daemons[index].phase = .restarting
         state.daemons[index].restarts += 1
         let generation = state.daemons[index].generation
-        timers.asyncAfter(deadline: .now() + delay) { [self] in
+        loop.schedule(after: delay) { [self] in
             let current = self.state.withLock { $0.daemons[index].generation == generation && !$0.stopping }
             if current { self.launch(index) }
         }

@@ -65,7 +65,7 @@ enum Fixtures {
     }()
 
     /// Text lines, random bytes and runs, mixed: like a tar of sources and binaries.
-    static func mixed(count: Int, seed: UInt64) -> [UInt8] {
+    static func mixed(count: Int, seed: UInt64, textOnly: Bool = false) -> [UInt8] {
         let words = ["import", "return", "self", "func", "let", "var", "lava", "worker", "release",
                      "the", "of", "bzip2", "block", "stream", "{", "}", "(", ")", "=", "0", "42", "\n"]
             .map { Array($0.utf8) }
@@ -73,7 +73,7 @@ enum Fixtures {
         var out: [UInt8] = []
         out.reserveCapacity(count)
         while out.count < count {
-            switch rng.next() % 10 {
+            switch textOnly ? 0 : rng.next() % 10 {
             case 0..<6:
                 for _ in 0..<(200 + Int(rng.next() % 4000)) {
                     out += words[Int(rng.next() % UInt64(words.count))]
@@ -184,4 +184,11 @@ func statusKB(_ field: String) -> Int {
         return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
     }
     return 0
+}
+
+/// glibc's malloc_trim (malloc.h is not in the Glibc module).
+func mallocTrim() {
+    typealias Trim = @convention(c) (Int) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+    _ = unsafeBitCast(symbol, to: Trim.self)(0)
 }

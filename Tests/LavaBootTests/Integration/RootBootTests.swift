@@ -41,6 +41,11 @@ import Testing
     @Test func workersRunAsTheirAccountsWithExactlyTheirArgvAndEnvironment() throws {
         let one = "ta\(suffix)", two = "tb\(suffix)"
         try withAccounts([one, two]) {
+            // Workers join `docker` when the host has that group.
+            let dockerExisted = getgrnam("docker") != nil
+            if !dockerExisted { runTool("/usr/sbin/groupadd", ["--system", "docker"]) }
+            defer { if !dockerExisted { runTool("/usr/sbin/groupdel", ["docker"]) } }
+            let dockerID = try #require(getgrnam("docker")).pointee.gr_gid
             fixture.workerBundle("8.1.0")
             fixture.workerBundle("8.2.0")
             let records = fixture.recordDirectory()
@@ -68,6 +73,7 @@ import Testing
                 #expect(record.ids[0] == String(entry.pointee.pw_uid))
                 #expect(record.ids[1] == String(groupID), "primary group lava")
                 #expect(record.ids.dropFirst(2).contains(String(groupID)))
+                #expect(record.ids.dropFirst(2).contains(String(dockerID)), "in group docker too")
                 #expect(String(cString: entry.pointee.pw_shell) == "/bin/false")
                 #expect(record.text("cwd").trimmingCharacters(in: .newlines) == home)
                 #expect(record.text("ppid").trimmingCharacters(in: .newlines) == String(agent.pid), "a direct child of the agent")

@@ -5,9 +5,14 @@ import Synchronization
 import Glibc
 #endif
 
-/// One thread that reads every daemon's output pipe and hands each line to that daemon's
-/// callback, so N daemons cost one thread, not N.
-final class OutputPump: Sendable {
+/// One thread for the supervisor: it reads every daemon's output pipe (handing each line to that
+/// daemon's callback) and runs the restart timers, so N daemons cost one thread, not N.
+final class EventLoop: Sendable {
+    private struct Timer {
+        var deadline: Double
+        var action: @Sendable () -> Void
+    }
+
     private struct Source {
         var fd: Int32
         var pending: [UInt8] = []
@@ -15,7 +20,8 @@ final class OutputPump: Sendable {
     }
 
     private let sources = Mutex<[Int32: Source]>([:])
-    /// Written to when a source is added, so poll() starts watching it.
+    private let timers = Mutex<[Timer]>([])
+    /// Written to when a source or timer is added, so poll() sees it.
     private let wake: (read: Int32, write: Int32)
 
     init() throws(LavaError) {
@@ -30,17 +36,43 @@ final class OutputPump: Sendable {
     /// Takes ownership of `fd`; it is closed at end of file.
     func add(_ fd: Int32, onLine: @escaping @Sendable (String) -> Void) {
         sources.withLock { $0[fd] = Source(fd: fd, onLine: onLine) }
+        wakeUp()
+    }
+
+    /// Runs `action` on the loop's thread `delay` seconds from now.
+    func schedule(after delay: Double, _ action: @escaping @Sendable () -> Void) {
+        timers.withLock { $0.append(Timer(deadline: Clock.monotonicSeconds() + delay, action: action)) }
+        wakeUp()
+    }
+
+    private func wakeUp() {
         var byte: UInt8 = 1
         _ = write(wake.write, &byte, 1)
+    }
+
+    /// Removes and returns the timers due now, and the milliseconds until the next one (-1: none).
+    private func dueTimers() -> ([Timer], Int32) {
+        let now = Clock.monotonicSeconds()
+        return timers.withLock { timers in
+            let due = timers.filter { $0.deadline <= now }
+            timers.removeAll { $0.deadline <= now }
+            guard let next = timers.map(\.deadline).min() else { return (due, -1) }
+            return (due, Int32(min(Double(Int32.max), ((next - now) * 1000).rounded(.up))))
+        }
     }
 
     private func run() -> Void {
         var buffer = [UInt8](repeating: 0, count: 16384)
         while true {
+            var (due, timeout) = dueTimers()
+            while !due.isEmpty {
+                due.forEach { $0.action() }
+                (due, timeout) = dueTimers()
+            }
             let watched = sources.withLock { Array($0.keys) }
             var pollFDs = [pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
                 + watched.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            if poll(&pollFDs, nfds_t(pollFDs.count), -1) < 0 { continue }
+            if poll(&pollFDs, nfds_t(pollFDs.count), timeout) <= 0 { continue }
             if pollFDs[0].revents != 0 {
                 while buffer.withUnsafeMutableBytes({ read(wake.read, $0.baseAddress, $0.count) }) > 0 {}
             }
