@@ -1,6 +1,8 @@
 import Foundation
+import LavaAWS
 import LavaJSON
 import LavaSystem
+import Logging
 import Testing
 
 /// plan / versions / install against moto's S3 and DynamoDB on loopback, through a fault proxy.
@@ -241,5 +243,39 @@ import Testing
         #expect(bad.exitCode == 1)
         #expect(bad.stderr.contains("HTTP 403"), "\(bad.stderr)")
         #expect(!bad.stderr.contains(moto.secretAccessKey), "the secret is never printed")
+    }
+}
+
+/// Instance-role credentials are refreshed before they expire; IMDS answers always carry the token.
+@Suite struct IMDSRotationTests {
+    @Test func credentialsAreRefreshedBeforeTheyExpire() throws {
+        // 302 s of life: fresh for 2 s under the 300 s refresh margin, then due for renewal.
+        let imds = try FakeIMDS.start(region: "eu-west-1", credentialLifetime: 302)
+        let logger = Logger(label: "test")
+        let environment = ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint, "HOME": "/nonexistent",
+                           "LAVA_BOOT_RETRY_BASE_SECONDS": "0.01"]
+        let context = try AWSContext(environment: environment, region: nil, profile: nil, logger: logger)
+        #expect(context.region == "eu-west-1", "region from IMDS placement")
+        let first = try context.credentials.current()
+        #expect(try context.credentials.current() == first, "cached while fresh")
+        let fetchesWhileFresh = try imds.counters()["credential_fetches"] as? Int ?? 0
+        sleep(3)
+        _ = try context.credentials.current()
+        #expect(try imds.counters()["credential_fetches"] as? Int ?? 0 > fetchesWhileFresh, "fetched again inside the refresh margin")
+        // IMDS rotates the role's keys: the next refresh picks the new ones up.
+        _ = try imds.control(json: #"{"expire_now": true}"#)
+        let rotated = try context.credentials.current()
+        #expect(rotated.accessKeyID != first.accessKeyID, "rotated keys in use before the old ones expired")
+        let counters = try imds.counters()
+        #expect(counters["gets_without_token"] as? Int == 0)
+        #expect((counters["token_puts"] as? Int ?? 0) >= 1)
+        #expect((counters["token_ttls"] as? [Int])?.allSatisfy { $0 == 21600 } == true, "\(counters)")
+    }
+
+    @Test func imdsDisabledMeansNoInstanceCredentials() throws {
+        let context = try AWSContext(environment: ["AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": "us-east-1", "HOME": "/nonexistent"],
+                                     region: nil, profile: nil, logger: Logger(label: "test"))
+        #expect(context.imds == nil)
+        #expect(throws: LavaError.self) { try context.credentials.current() }
     }
 }
