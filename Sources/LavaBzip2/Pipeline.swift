@@ -86,7 +86,9 @@ struct PipelineState {
     var freeChunks: [Chunk] = []
     var chunksInUse = 0
     var compressedBytes = 0
-    var workerWaiters = 0
+    /// Each waiting worker's own semaphore: one shared semaphore would let a worker take the
+    /// wake-up meant for another and leave that one asleep.
+    var workerWaiters: [DispatchSemaphore] = []
     var consumerWaiting = false
     var readerWaiting = false
 
@@ -103,7 +105,7 @@ struct PipelineState {
 
 /// Who to wake once the lock is released.
 struct Wakeups {
-    var workers = 0
+    var workers: [DispatchSemaphore] = []
     var consumer = false
     var reader = false
 
@@ -115,7 +117,7 @@ struct Wakeups {
 
     mutating func add(workers s: inout PipelineState, consumer: Bool = false, reader: Bool = false) {
         workers += s.workerWaiters
-        s.workerWaiters = 0
+        s.workerWaiters = []
         if consumer && s.consumerWaiting { self.consumer = true; s.consumerWaiting = false }
         if reader && s.readerWaiting { self.reader = true; s.readerWaiting = false }
     }
@@ -132,7 +134,6 @@ struct Wakeups {
 /// Everything the reader, the workers and the consumer share.
 final class Pipeline: Sendable {
     let state = Mutex(PipelineState())
-    let workerSignal = DispatchSemaphore(value: 0)
     let consumerSignal = DispatchSemaphore(value: 0)
     let readerSignal = DispatchSemaphore(value: 0)
 
@@ -164,7 +165,7 @@ final class Pipeline: Sendable {
     }
 
     func fire(_ wake: Wakeups) {
-        for _ in 0..<wake.workers { workerSignal.signal() }
+        for worker in wake.workers { worker.signal() }
         if wake.consumer { consumerSignal.signal() }
         if wake.reader { readerSignal.signal() }
     }
@@ -231,7 +232,7 @@ final class Pipeline: Sendable {
     }
 
     /// The first queued candidate, or nil once closed.
-    func nextJob() -> Item? {
+    func nextJob(signal: DispatchSemaphore) -> Item? {
         while true {
             let job = state.withLock { s -> (Item?, Bool) in
                 if s.closed { return (nil, false) }
@@ -239,10 +240,10 @@ final class Pipeline: Sendable {
                     item.phase = .decoding
                     return (item, false)
                 }
-                s.workerWaiters += 1
+                s.workerWaiters.append(signal)
                 return (nil, true)
             }
-            if job.1 { workerSignal.wait(); continue }
+            if job.1 { signal.wait(); continue }
             return job.0
         }
     }
@@ -257,7 +258,7 @@ final class Pipeline: Sendable {
 
     /// A chunk for `item`'s output. A candidate that is not the head may only use the chunks
     /// that leave `holdChunks` for the head, so the head can always make progress.
-    func acquireChunk(for item: Item) -> Acquired {
+    func acquireChunk(for item: Item, signal: DispatchSemaphore) -> Acquired {
         while true {
             let grant = state.withLock { s -> Grant in
                 if s.closed || item.cancelled { return .stop }
@@ -268,7 +269,7 @@ final class Pipeline: Sendable {
                     return .allocate
                 }
                 if s.headIsQueued { return .preempt }
-                s.workerWaiters += 1
+                s.workerWaiters.append(signal)
                 return .wait
             }
             switch grant {
@@ -278,7 +279,7 @@ final class Pipeline: Sendable {
             case .allocate:
                 return .chunk(Chunk(base: .allocate(byteCount: chunkSize, alignment: 64), count: 0))
             case .wait:
-                workerSignal.wait()
+                signal.wait()
             case .stop:
                 return .stop
             case .preempt:
@@ -289,7 +290,7 @@ final class Pipeline: Sendable {
 
     /// Waits until `item` is the head. False if closed or cancelled, or if the head is queued
     /// (this worker should give `item` back and take the head).
-    func waitUntilHead(_ item: Item) -> (head: Bool, preempt: Bool) {
+    func waitUntilHead(_ item: Item, signal: DispatchSemaphore) -> (head: Bool, preempt: Bool) {
         while true {
             let result = state.withLock { s -> (Bool, Bool, Bool) in
                 if s.closed || item.cancelled { return (false, false, false) }
@@ -298,10 +299,10 @@ final class Pipeline: Sendable {
                     return (true, false, false)
                 }
                 if s.headIsQueued { return (false, true, false) }
-                s.workerWaiters += 1
+                s.workerWaiters.append(signal)
                 return (false, false, true)
             }
-            if result.2 { workerSignal.wait(); continue }
+            if result.2 { signal.wait(); continue }
             return (result.0, result.1)
         }
     }
@@ -363,6 +364,8 @@ final class Pipeline: Sendable {
 final class Worker {
     let pipeline: Pipeline
     let decoder = BlockDecoder()
+    /// Wakes this worker (see `PipelineState.workerWaiters`).
+    let signal = DispatchSemaphore(value: 0)
     private var discard: UnsafeMutableRawPointer?
 
     init(pipeline: Pipeline) { self.pipeline = pipeline }
@@ -370,7 +373,7 @@ final class Worker {
     deinit { discard?.deallocate() }
 
     func run() {
-        while let item = pipeline.nextJob() {
+        while let item = pipeline.nextJob(signal: signal) {
             decode(item)
             decoder.end()
         }
@@ -386,7 +389,7 @@ final class Worker {
         var held: [Chunk] = []
         while true {
             let chunk: Chunk
-            switch pipeline.acquireChunk(for: item) {
+            switch pipeline.acquireChunk(for: item, signal: signal) {
             case .chunk(let granted): chunk = granted
             case .stop:
                 pipeline.recycle(held)
@@ -434,7 +437,7 @@ final class Worker {
             }
         }
         decoder.end()
-        let (head, preempt) = pipeline.waitUntilHead(item)
+        let (head, preempt) = pipeline.waitUntilHead(item, signal: signal)
         if preempt { pipeline.requeue(item) }
         guard head else { return }
         guard decoder.begin(input: item.stream, count: item.streamBytes) else {
@@ -442,7 +445,7 @@ final class Worker {
             return
         }
         while true {
-            guard case .chunk(var chunk) = pipeline.acquireChunk(for: item) else { return }
+            guard case .chunk(var chunk) = pipeline.acquireChunk(for: item, signal: signal) else { return }
             let (produced, step) = decoder.step(into: chunk.base, capacity: pipeline.chunkSize)
             chunk.count = produced
             if produced > 0 {

@@ -122,6 +122,34 @@ struct ParallelBzip2DecoderTests {
         #expect(result.output == data)
     }
 
+    /// Small budgets, many threads, large and small blocks and chance cuts together: the
+    /// scheduling must neither deadlock nor reorder.
+    @Test(.timeLimit(.minutes(3)))
+    func stressSchedules() throws {
+        var data: [UInt8] = []
+        var rng = SplitMix(seed: 31)
+        for i in 0..<6 {
+            data += Fixtures.mixed(count: 700_000, seed: UInt64(i))
+            while data.count < (i + 1) * 8_000_000 {
+                data += [UInt8](repeating: UInt8(truncatingIfNeeded: rng.next()), count: 30_000)
+            }
+        }
+        let compressed = try Fixtures.compress(data, with: "bzip2 -9", name: "stress")
+        let blocks = magics(in: compressed).filter { !$0.endOfStream }.map(\.bit)
+        #expect(blocks.count >= 6)
+        let cuts = stride(from: 0, to: blocks.count, by: 2).map { blocks[$0] + 4096 }
+        for threads in [1, 2, 4] {
+            for budget in [1 << 20, 16 << 20] {
+                for falseCuts in [[], cuts] {
+                    let result = decodeAll(compressed, threads: threads, falseCuts: falseCuts,
+                                           seed: UInt64(threads * budget), maxBufferedBytes: budget)
+                    #expect(result.error == nil)
+                    #expect(result.output == data, "threads \(threads), budget \(budget), cuts \(falseCuts.count)")
+                }
+            }
+        }
+    }
+
     // MARK: Damage
 
     @Test func corruptedDataIsAnErrorNeverWrongOutput() throws {

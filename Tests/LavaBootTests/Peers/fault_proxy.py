@@ -33,13 +33,12 @@ Control (never forwarded):
 import argparse
 import http.client
 import json
-import os
-import signal
 import socket
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+import peer_common
 
 THROTTLE_BODY = (b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException",'
                  b'"message":"Rate exceeded"}')
@@ -362,21 +361,7 @@ def main():
         parser.error("--upstream must be http://HOST:PORT")
     global UPSTREAM
     UPSTREAM = (upstream.hostname, upstream.port)
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    if args.watch_stdin:
-        def watch():
-            try:
-                while os.read(0, 4096):
-                    pass
-            except OSError:
-                pass
-            os._exit(0)
-        threading.Thread(target=watch, daemon=True).start()
-    server = Server((args.host, args.port), Handler)
-    sys.stdout.write(f"PORT {server.server_address[1]}\n")
-    sys.stdout.flush()
-    os.dup2(2, 1)
-    server.serve_forever()
+    peer_common.serve(Server((args.host, args.port), Handler), args.watch_stdin)
 
 
 if __name__ == "__main__":

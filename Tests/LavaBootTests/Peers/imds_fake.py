@@ -37,15 +37,14 @@ Control (no token needed):
 import argparse
 import datetime
 import json
-import os
 import secrets
-import signal
 import string
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+import peer_common
 
 MAX_TTL = 21600
 LOG_LIMIT = 2000
@@ -303,21 +302,7 @@ def main():
     args = parser.parse_args()
     global STATE
     STATE = State(args)
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    if args.watch_stdin:
-        def watch():
-            try:
-                while os.read(0, 4096):
-                    pass
-            except OSError:
-                pass
-            os._exit(0)
-        threading.Thread(target=watch, daemon=True).start()
-    server = Server((args.host, args.port), Handler)
-    sys.stdout.write(f"PORT {server.server_address[1]}\n")
-    sys.stdout.flush()
-    os.dup2(2, 1)
-    server.serve_forever()
+    peer_common.serve(Server((args.host, args.port), Handler), args.watch_stdin)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ import signal
 import sys
 import threading
 
+import peer_common
+
 ALLOW_ALL = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
@@ -52,15 +54,7 @@ def parse_args():
     return parser.parse_args()
 
 
-def watch_stdin():
-    def run():
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
-        os._exit(0)
-    threading.Thread(target=run, daemon=True, name="stdin-watch").start()
+watch_stdin = peer_common.watch_stdin
 
 
 def keep_raw_request_url():
