@@ -36,11 +36,12 @@ let package = Package(
             "LavaHTTP", "LavaSigV4", "LavaCrypto", "LavaJSON", "LavaLog", "LavaSystem", "LavaSource", "LavaRealm",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "LavaBzip2", dependencies: ["CBzip2", "LavaSystem", "LavaSource"]),
         .target(name: "LavaRealm", dependencies: ["LavaSystem", "LavaJSON"]),
         .target(name: "LavaSource", dependencies: ["LavaSystem"]),
         .target(name: "LavaSelection", dependencies: ["LavaSystem", "LavaSource"]),
         .target(name: "LavaInstall", dependencies: [
-            "CArchive", "CShim", "LavaSystem", "LavaLog", "LavaJSON", "LavaSource", "LavaSelection",
+            "CArchive", "CShim", "LavaSystem", "LavaLog", "LavaJSON", "LavaSource", "LavaSelection", "LavaBzip2",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "LavaSupervisor", dependencies: [
@@ -71,6 +72,7 @@ let package = Package(
             "LavaInstall", "LavaPlan", "LavaAWS", "LavaHTTP", "LavaSigV4", "LavaBoot",
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["Peers", "Vectors"]),
+        .testTarget(name: "LavaBzip2Tests", dependencies: ["LavaBzip2", "LavaSystem", "LavaSource", "CBzip2"]),
         .testTarget(name: "LavaControlTests", dependencies: ["LavaControl", "LavaSystem", "LavaJSON"]),
         .testTarget(name: "LavaHTTPTests", dependencies: ["LavaHTTP", "LavaSystem", "LavaSource"], exclude: ["Peers"]),
         .testTarget(name: "LavaSigV4Tests", dependencies: ["LavaSigV4", "LavaCrypto"], exclude: ["Vectors"]),

@@ -12,7 +12,7 @@ struct Chunk: @unchecked Sendable {  // one holder at a time (pool, worker, item
 }
 
 /// A candidate block: the bits from one magic to the next, as a standalone one-block bzip2 stream.
-final class Item: @unchecked Sendable {  // the `let`s are immutable; every `var` is touched only under Shared.state's lock
+final class Item: @unchecked Sendable {  // the `let`s are immutable; every `var` is touched only under Pipeline.state's lock
     enum Phase {
         case queued
         case decoding

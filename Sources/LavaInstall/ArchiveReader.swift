@@ -1,12 +1,14 @@
 import CArchive
+import LavaBzip2
 import LavaSource
 import LavaSystem
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A `.tar.bz2` read once, front to back, from an object stream through libarchive: the bytes go
-/// stream → bzip2 → tar with no temporary copy. `onRead` sees every compressed chunk (progress).
+/// A `.tar.bz2` read once, front to back, from an object stream: the bytes go stream → bzip2
+/// (blocks decoded on every core) → tar (libarchive) with no temporary copy. `onRead` sees
+/// every compressed chunk (progress).
 final class ArchiveReader {
     let archive: OpaquePointer
     private let source: StreamSource
@@ -16,8 +18,7 @@ final class ArchiveReader {
         guard let archive = archive_read_new() else { throw LavaError(.install, "libarchive: out of memory") }
         self.archive = archive
         self.displayName = displayName
-        source = StreamSource(stream: stream, onRead: onRead)
-        archive_read_support_filter_bzip2(archive)
+        source = StreamSource(stream: ParallelBzip2Decoder(source: stream, onCompressedBytes: onRead))
         archive_read_support_format_tar(archive)
         let opened = archive_read_open(archive, Unmanaged.passUnretained(source).toOpaque(), nil, { archive, context, buffer in
             let source = Unmanaged<StreamSource>.fromOpaque(context!).takeUnretainedValue()
@@ -61,13 +62,11 @@ final class ArchiveReader {
 /// libarchive's read callback target; libarchive holds an unretained pointer to it.
 private final class StreamSource {
     let stream: any ObjectStream
-    let onRead: (Int) -> Void
     var error: LavaError?
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
 
-    init(stream: any ObjectStream, onRead: @escaping (Int) -> Void) {
+    init(stream: any ObjectStream) {
         self.stream = stream
-        self.onRead = onRead
     }
 
     deinit { buffer.deallocate() }
@@ -76,7 +75,6 @@ private final class StreamSource {
         do {
             let count = try stream.read(into: buffer)
             out.pointee = UnsafeRawPointer(buffer.baseAddress)
-            onRead(count)
             return count
         } catch {
             self.error = error

@@ -118,13 +118,19 @@ enum Fixtures {
     /// `data` compressed by a command reading stdin (`bzip2 -9`, `lbzip2 -n 2`...).
     static func compress(_ data: [UInt8], with command: String, name: String) throws -> [UInt8] {
         let input = try write(data, name)
-        try shell("\(command) < '\(input)' > '\(input).bz2'")
+        defer { try? FileManager.default.removeItem(atPath: input) }
+        try shell("\(command) < '\(input)' > '\(input).bz2' && rm '\(input)'")
+        defer { try? FileManager.default.removeItem(atPath: input + ".bz2") }
         return try read(input + ".bz2")
     }
 
     /// What the system's bzip2 makes of `compressed`.
     static func reference(_ compressed: [UInt8], name: String) throws -> [UInt8] {
         let input = try write(compressed, name + ".bz2")
+        defer {
+            try? FileManager.default.removeItem(atPath: input)
+            try? FileManager.default.removeItem(atPath: input + ".out")
+        }
         try shell("bzip2 -dc < '\(input)' > '\(input).out'")
         return try read(input + ".out")
     }

@@ -154,6 +154,7 @@ import Glibc
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 1)
         defer { chunk.deallocate() }
 
+        try withExclusivePeakMeasurement {
         let rssBefore = Memory.value("VmRSS")
         let baseline = Memory.resetPeak() ? rssBefore : Memory.value("VmHWM")
         let stream = try client.stream(HTTPRequest(url: peer.url("/big?size=\(size)")))
@@ -174,6 +175,7 @@ import Glibc
         #expect(stream.bytesRead == Int64(size))
         #expect(try stream.read(into: chunk) == 0)
         #expect(growth < 32 * 1024 * 1024, "peak RSS grew by \(growth / 1024) KiB while streaming")
+        }
     }
 
     @Test func aSmallBufferPausesAndResumesWithoutLosingBytes() throws {
@@ -435,4 +437,14 @@ import Glibc
         let second = try trusting.send(HTTPRequest(url: url))
         #expect(second.headers["X-Connection"] == first.headers["X-Connection"])
     }
+}
+
+/// Peak-memory tests in this process's other test targets reset and read the same VmHWM:
+/// a lock file keeps their measurements apart.
+func withExclusivePeakMeasurement<T>(_ body: () throws -> T) throws -> T {
+    let fd = open("/tmp/lava-boot-tests-peak-memory.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    defer { close(fd) }
+    flock(fd, LOCK_EX)
+    defer { flock(fd, LOCK_UN) }
+    return try body()
 }
