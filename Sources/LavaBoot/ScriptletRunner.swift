@@ -36,11 +36,7 @@ public struct ScriptletRunner: Sendable {
     public func run(_ scriptlet: ScriptletPlan) throws(LavaError) -> ScriptletOutcome {
         var log = logger.with(component: "scriptlet")
         log[metadataKey: "scriptlet"] = "\(scriptlet.name)"
-        var template = Array("/tmp/lava-boot-scriptlet.XXXXXX".utf8CString)
-        guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw .errno("mkdtemp", "/tmp")
-        }
-        let directory = String(cString: created)
+        let directory = try Files.makePrivateDirectory(prefix: "lava-boot-scriptlet")
         defer { try? Files.removeTree(directory) }
         let path = Paths.join(directory, scriptlet.name)
         try area.open(scriptlet.object.key).save(to: path, mode: 0o700)

@@ -197,7 +197,7 @@ public struct Installer: Sendable {
 
     func installWithScript(_ selected: SelectedPackage) throws(LavaError) -> InstalledRelease {
         let base = root.path(selected.name.version.isOlder(than: 8, 0) ? "/usr/local" : Installer.lavaHome)
-        let scratch = try makePrivateDirectory()
+        let scratch = try Files.makePrivateDirectory(prefix: "lava-boot")
         defer { try? Files.removeTree(scratch) }
         // install.sh takes the bundle as a file: a remote one is downloaded next to it first.
         let bundlePath: String
@@ -249,14 +249,6 @@ public struct Installer: Sendable {
     private func download(_ selected: SelectedPackage, to path: String) throws(LavaError) {
         let progress = ProgressReporter(logger: logger, label: "downloading \(selected.name.fileName)", total: selected.object.size)
         try area.open(selected.object.key).save(to: path, mode: 0o600) { progress.add($0) }
-    }
-
-    private func makePrivateDirectory() throws(LavaError) -> String {
-        var template = Array("/tmp/lava-boot.XXXXXX".utf8CString)
-        guard let result = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw .errno("mkdtemp", "/tmp")
-        }
-        return String(cString: result)
     }
 }
 

@@ -144,6 +144,15 @@ public enum Files {
         }
     }
 
+    /// A new directory only this user can enter (mode 0700), `/tmp/<prefix>.XXXXXX`.
+    public static func makePrivateDirectory(prefix: String) throws(LavaError) -> String {
+        var template = Array("/tmp/\(prefix).XXXXXX".utf8CString)
+        guard let created = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw .errno("mkdtemp", "/tmp")
+        }
+        return String(cString: created)
+    }
+
     /// Names in a directory (not `.`/`..`), or nil when it does not exist.
     public static func list(_ path: String) throws(LavaError) -> [String]? {
         guard let dir = opendir(path) else {
