@@ -46,7 +46,7 @@ public final class StopTrigger: Sendable {
 
     /// Blocks SIGTERM and SIGINT in this thread (and every thread started after), and turns
     /// them into a stop on a thread of their own; ignores SIGHUP. Call before any other thread exists.
-    public func catchTerminationSignals() {
+    public func catchTerminationSignals() throws(LavaError) {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
@@ -56,12 +56,12 @@ public final class StopTrigger: Sendable {
         // (The child side of spawn resets every disposition, so workers still get SIGHUP's default.)
         signal(SIGHUP, SIG_IGN)
         let blocked = set
-        Thread { [self] in
+        try Threads.start(name: "lava-signals") { [self] in
             var waitSet = blocked
             var number: Int32 = 0
             while sigwait(&waitSet, &number) == 0 {
                 self.fire(StopReason(source: signalName(number)))
             }
-        }.start()
+        }
     }
 }

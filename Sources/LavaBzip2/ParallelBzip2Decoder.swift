@@ -196,40 +196,23 @@ public final class ParallelBzip2Decoder: ObjectStream {
     }
 }
 
-/// A pthread that can be joined (LavaSystem's `Thread` detaches).
+/// A decoding thread, joined when the decoder goes away.
 final class JoinableThread {
-    private final class Body: Sendable {
-        let name: String
-        let run: @Sendable () -> Void
-        init(_ name: String, _ run: @escaping @Sendable () -> Void) { self.name = name; self.run = run }
-    }
-
-    private var handle = pthread_t()
+    private let handle: pthread_t
     private var joined = false
 
     init(name: String, _ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Body(name, body)).toOpaque()
-        let result = pthread_create(&handle, nil, { raw in
-            let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
-            JoinableThread.setName(body.name)
-            body.run()
-            return nil
-        }, box)
-        precondition(result == 0, "pthread_create failed: \(result)")
-    }
-
-    /// pthread_setname_np and prctl are out of Swift's reach (_GNU_SOURCE, variadic).
-    private static func setName(_ name: String) {
-        let fd = open("/proc/thread-self/comm", O_WRONLY)
-        guard fd >= 0 else { return }
-        var name = String(name.prefix(15))
-        name.withUTF8 { _ = write(fd, $0.baseAddress, $0.count) }
-        close(fd)
+        do {
+            handle = try Threads.start(name: name, joinable: true, body)
+        } catch {
+            // The decoder cannot work without its threads; the machine is out of them.
+            preconditionFailure(error.message)
+        }
     }
 
     func join() {
         guard !joined else { return }
         joined = true
-        pthread_join(handle, nil)
+        Threads.join(handle)
     }
 }

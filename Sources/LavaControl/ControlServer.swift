@@ -94,7 +94,7 @@ public final class ControlServer: Sendable {
     public func start() throws(LavaError) {
         try monitor.withLock { (state: inout State) throws(LavaError) in
             guard case .created = state.phase else { return }
-            let thread = try startThread(joinable: true) { [self] in acceptLoop() }
+            let thread = try Threads.start(name: "lava-control", joinable: true) { [self] in acceptLoop() }
             state.phase = .running(thread)
         }
     }
@@ -115,7 +115,7 @@ public final class ControlServer: Sendable {
         case .running(let thread):
             var byte: UInt8 = 1
             _ = write(wakeWriter, &byte, 1)
-            pthread_join(thread, nil)
+            Threads.join(thread)
         }
         closeListener()
         let deadline = Clock.monotonicSeconds() + grace
@@ -228,7 +228,7 @@ public final class ControlServer: Sendable {
         }
         monitor.withLock { _ = $0.connections.insert(client) }
         do {
-            try startThread(joinable: false) { [self] in serve(client) }
+            try Threads.start { [self] in serve(client) }
         } catch {
             log?("control socket: \(error.message)")
             monitor.withLock { _ = $0.connections.remove(client) }

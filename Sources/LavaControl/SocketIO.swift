@@ -188,25 +188,3 @@ final class Monitor<State>: @unchecked Sendable {  // `state` is only touched wi
         return true
     }
 }
-
-/// Starts a pthread running `body`: detached, or joinable (the caller must `pthread_join` it).
-/// Foundation's Thread is not available here, and LavaSystem's wrapper cannot be joined.
-@discardableResult
-func startThread(joinable: Bool, _ body: @escaping @Sendable () -> Void) throws(LavaError) -> pthread_t {
-    final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    let box = Unmanaged.passRetained(Box(body))
-    var handle = pthread_t()
-    let result = pthread_create(&handle, nil, { raw in
-        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-        return nil
-    }, box.toOpaque())
-    if result != 0 {
-        box.release()
-        throw .errno("pthread_create", nil, result)
-    }
-    if !joinable { pthread_detach(handle) }
-    return handle
-}

@@ -30,7 +30,7 @@ final class EventLoop: Sendable {
         wake = (fds[0], fds[1])
         let flags = fcntl(fds[0], F_GETFL)
         _ = fcntl(fds[0], F_SETFL, flags | O_NONBLOCK)
-        Thread { [self] in self.run() }.start()
+        try Threads.start(name: "lava-supervisor") { [self] in self.run() }
     }
 
     /// Takes ownership of `fd`; it is closed at end of file.

@@ -129,9 +129,7 @@ public enum Files {
             }
             defer { closedir(dir) }
             while let entry = readdir(dir) {
-                let child = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-                }
+                let child = entryName(entry)
                 if child == "." || child == ".." { continue }
                 var info = stat()
                 if fstatat(fd, child, &info, AT_SYMLINK_NOFOLLOW) != 0 { continue }
@@ -153,6 +151,10 @@ public enum Files {
         return String(cString: created)
     }
 
+    private static func entryName(_ entry: UnsafeMutablePointer<dirent>) -> String {
+        withUnsafeBytes(of: entry.pointee.d_name) { raw in String(cString: raw.bindMemory(to: CChar.self).baseAddress!) }
+    }
+
     /// Names in a directory (not `.`/`..`), or nil when it does not exist.
     public static func list(_ path: String) throws(LavaError) -> [String]? {
         guard let dir = opendir(path) else {
@@ -162,9 +164,7 @@ public enum Files {
         defer { closedir(dir) }
         var names = [String]()
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-            }
+            let name = entryName(entry)
             if name != "." && name != ".." { names.append(name) }
         }
         return names

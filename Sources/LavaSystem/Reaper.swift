@@ -98,8 +98,12 @@ public final class Reaper: Sendable {
     }
 
     private func startThread() {
-        let thread = Thread { [self] in self.reapForever() }
-        thread.start()
+        do {
+            try Threads.start(name: "lava-reaper") { [self] in self.reapForever() }
+        } catch {
+            // Without its reaper the process cannot run children at all.
+            preconditionFailure(error.message)
+        }
     }
 
     private func reapForever() -> Never {
@@ -126,24 +130,5 @@ public final class Reaper: Sendable {
             }
             callback?(exit)
         }
-    }
-}
-
-/// A minimal pthread wrapper: Foundation's Thread is not in FoundationEssentials.
-public final class Thread: @unchecked Sendable {  // body is set once in init and only read by the new thread
-    private let body: @Sendable () -> Void
-
-    public init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-
-    public func start() {
-        let box = Unmanaged.passRetained(self)
-        var handle = pthread_t()
-        let result = pthread_create(&handle, nil, { raw in
-            let thread = Unmanaged<Thread>.fromOpaque(raw!).takeRetainedValue()
-            thread.body()
-            return nil
-        }, box.toOpaque())
-        precondition(result == 0, "pthread_create failed: \(result)")
-        pthread_detach(handle)
     }
 }

@@ -49,7 +49,7 @@ struct BootCommand: ParsableCommand {
     func run() throws {
         // Before any thread exists, so every thread inherits the blocked mask.
         let trigger = StopTrigger()
-        trigger.catchTerminationSignals()
+        try trigger.catchTerminationSignals()
         var logger = try global.makeLogger(component: "boot")
         logger[metadataKey: "realm"] = "\(target.realm)"
         logger[metadataKey: "worker"] = "\(target.worker)"
