@@ -2,7 +2,7 @@
 # What building and testing lava-boot needs on Debian/Ubuntu, installed when missing.
 set -euo pipefail
 need=()
-for pkg in libcurl4-openssl-dev libssl-dev libbz2-dev libarchive-dev pkg-config bzip2; do
+for pkg in libcurl4-openssl-dev libssl-dev libbz2-dev libarchive-dev pkg-config bzip2 lbzip2 curl tar passwd; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -12,5 +12,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 if ! command -v moto_server >/dev/null 2>&1; then
   python3 -m pip install -q 'moto[server]'
+fi
+# The benches run the AWS CLI beside lava-boot.
+if ! command -v aws >/dev/null 2>&1; then
+  python3 -m pip install -q awscli
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH (expected /opt/swift/usr/bin)" >&2; exit 1; }

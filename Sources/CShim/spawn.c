@@ -126,6 +126,6 @@ int lava_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
 }
 
-int lava_rename_exchange(const char *a, const char *b) {
-    return renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+int lava_rename_exchange(int dirfd, const char *a, const char *b) {
+    return renameat2(dirfd, a, dirfd, b, RENAME_EXCHANGE);
 }

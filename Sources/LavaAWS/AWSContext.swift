@@ -37,6 +37,14 @@ public final class AWSContext: Sendable {
     let environment: [String: String]
     let logger: Logger
 
+    /// The region becomes part of every endpoint's host name: nothing but `[a-z0-9-]`.
+    static func isValidRegion(_ region: String) -> Bool {
+        let bytes = Array(region.utf8)
+        let isAlphanumeric = { (b: UInt8) in (b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x7A) }
+        return !bytes.isEmpty && bytes.count <= 64 && isAlphanumeric(bytes.first!) && isAlphanumeric(bytes.last!)
+            && bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "-") }
+    }
+
     /// Region: `--region`, `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's, IMDS placement.
     public init(environment: [String: String], region regionOption: String?, profile: String?, logger: Logger) throws(LavaError) {
         let files = try AWSConfigFiles(environment: environment)
@@ -50,6 +58,9 @@ public final class AWSContext: Sendable {
         }
         guard let region, !region.isEmpty else {
             throw LavaError(.invalidConfig, "no AWS region: pass --region, set AWS_REGION, or run on EC2")
+        }
+        guard AWSContext.isValidRegion(region) else {
+            throw LavaError(.invalidConfig, "invalid AWS region \"\(region)\": a region is lower-case letters, digits and '-' (us-east-1)")
         }
         self.region = region
         self.imds = imds

@@ -90,25 +90,41 @@ public struct Accounts: Sendable {
     }
 }
 
-/// `/tmp/lava` recreated empty, with `/tmp/lava/<REALM>` group `lava`, mode 1770.
+/// `/tmp/lava` recreated empty, with `/tmp/lava/<REALM>` group `lava`, mode 1770. `/tmp` is
+/// writable by every local user, so nothing here goes by path: whatever stands at `/tmp/lava`
+/// is removed, not followed, and the new directory is checked to be ours before it is used.
 public enum DispatchDirectory {
-    @discardableResult
-    public static func prepare(root: HostRoot, realm: String, group: gid_t?) throws(LavaError) -> String {
-        let base = root.path("/tmp/lava")
-        try Files.removeTree(base)
-        try Files.makeDirectories(base, mode: 0o755)
-        chmod(base, 0o755)
-        let realmDirectory = Paths.join(base, realm)
-        if mkdir(realmDirectory, 0o770) != 0 { throw .errno("mkdir", realmDirectory) }
-        if let group, chown(realmDirectory, getuid(), group) != 0 { throw .errno("chown", realmDirectory) }
-        if chmod(realmDirectory, 0o1770) != 0 { throw .errno("chmod", realmDirectory) }
-        return realmDirectory
+    static let name = "lava"
+
+    public static func prepare(root: HostRoot, realm: String, group: gid_t?) throws(LavaError) {
+        let tmp = try root.openDirectory("/tmp", create: true)
+        let base = try freshDirectory(in: tmp)
+        if fchmod(base.descriptor, 0o755) != 0 { throw .errno("chmod", base.displayPath) }
+        try base.makeDirectory(realm, mode: 0o700)
+        let realmDirectory = try base.openDirectory(realm)
+        if let group, fchown(realmDirectory.descriptor, geteuid(), group) != 0 { throw .errno("chown", realmDirectory.displayPath) }
+        if fchmod(realmDirectory.descriptor, 0o1770) != 0 { throw .errno("chmod", realmDirectory.displayPath) }
+    }
+
+    /// Removes what stands at `/tmp/lava` and makes a new directory there; another user may
+    /// race to plant something in between, so the result is checked, and the race retried.
+    private static func freshDirectory(in tmp: borrowing Directory) throws(LavaError) -> Directory {
+        for _ in 0..<10 {
+            try tmp.remove(name)
+            if mkdirat(tmp.descriptor, name, 0o700) != 0 {
+                if errno == EEXIST { continue }
+                throw .errno("mkdir", Paths.join(tmp.displayPath, name))
+            }
+            guard let directory = try? tmp.openDirectory(name), let info = directory.status(), info.st_uid == geteuid() else { continue }
+            return directory
+        }
+        throw LavaError(.system, "cannot create \(Paths.join(tmp.displayPath, name)): something keeps taking its place")
     }
 
     /// Tells workers to take no new jobs.
     public static func markNoDispatch(root: HostRoot) {
-        let path = root.path("/tmp/lava/__nodispatch__")
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard let base = try? root.openDirectory("/tmp/lava") else { return }
+        let fd = openat(base.descriptor, "__nodispatch__", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
         if fd >= 0 { close(fd) }
     }
 }

@@ -95,10 +95,9 @@ public final class Agent: Sendable {
                                       group: settings.userMode ? nil : Accounts.group(Accounts.groupName))
         let installer = Installer(root: settings.root, area: area, preferred: settings.installer, logger: logger.with(component: "install"))
         var releases = [String: InstalledRelease]()
-        for worker in plan.packagesToInstall {
-            releases[worker.package.name.fileName] = try installer.install(worker.package)
+        for release in try installer.installAll(plan.packagesToInstall.map(\.package)) {
+            releases[release.package.fileName] = release
         }
-        try installer.makeCurrent(releases[plan.current.package.name.fileName]!)
 
         let invoking = Accounts.currentUser()
         var specs = [DaemonSpec]()
@@ -107,8 +106,8 @@ public final class Agent: Sendable {
             let account = accountsByWorker[worker.config.worker]
             let user = account?.name ?? invoking.name
             let home = account?.home ?? invoking.home
-            var environment = ["PATH=\(settings.root.path("/usr/local/bin")):/usr/bin", "HOME=\(home)", "USER=\(user)", "LOGNAME=\(user)"]
-            environment += worker.config.environment.map { "\($0.name)=\($0.value)" }
+            let base = [("PATH", "\(settings.root.path("/usr/local/bin")):/usr/bin"), ("HOME", home), ("USER", user), ("LOGNAME", user)]
+            let environment = workerEnvironment(base: base, worker.config)
             let arguments = Agent.workerArguments(realm: plan.realm, worker: worker.config, version: worker.package.name.version)
             guard worker.config.daemons > 0 else { continue }
             for index in 1...worker.config.daemons {
@@ -120,6 +119,20 @@ public final class Agent: Sendable {
         let supervisor = try Supervisor(specs: specs, logger: logger.with(component: "supervisor"))
         supervisorBox.set(supervisor)
         supervisor.start()
+    }
+
+    /// One entry per name: a realm `env` key replaces the base value of that name (logged).
+    private func workerEnvironment(base: [(String, String)], _ worker: WorkerConfig) -> [String] {
+        let realmNames = Set(worker.environment.map(\.name))
+        var entries = [String]()
+        for (name, value) in base {
+            if realmNames.contains(name) {
+                logger.info("worker \(worker.worker): the realm's env sets \(name), replacing lava-boot's value")
+            } else {
+                entries.append("\(name)=\(value)")
+            }
+        }
+        return entries + worker.environment.map { "\($0.name)=\($0.value)" }
     }
 
     /// `lava-worker --realm R --worker W --jump-start --heartbeat 60 --tag lava-R-W --log @local0

@@ -43,18 +43,32 @@ public struct Installer: Sendable {
     }
 
     static let lavaHome = "/opt/lava"
-    var releasesDirectory: String { root.path("\(Installer.lavaHome)/releases") }
-    var currentLink: String { root.path("\(Installer.lavaHome)/current") }
     /// What `current` and `/usr/local/bin` links name: relative, so the tree stays valid as `/`.
     static let binLinkPrefix = "../../../opt/lava/current"
-    static let markerPath = ".boot/source.json"
+    /// Names a bundle may not bring: the installer writes them.
+    static let reservedNames: Set<String> = [".boot"]
+    /// Where a command in `/usr/local/bin` would shadow a system one for root.
+    static let systemCommandDirectories = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
 
     /// `--installer bundle`, and any version before 8.0, go through the bundle's install.sh.
     public func kind(for package: PackageName) -> InstallerKind {
         package.version.isOlder(than: 8, 0) ? .bundle : preferred
     }
 
-    public func install(_ selected: SelectedPackage) throws(LavaError) -> InstalledRelease {
+    /// Installs each package (the first is the host worker's, which `current` names), holding
+    /// the root's install lock, then switches `current`: nothing switches until all succeeded.
+    public func installAll(_ packages: [SelectedPackage]) throws(LavaError) -> [InstalledRelease] {
+        let lock = try InstallLock(root: root, logger: logger)
+        let result = Result { () throws(LavaError) -> [InstalledRelease] in
+            let releases = try packages.map { (package) throws(LavaError) in try install(package) }
+            if let current = releases.first { try makeCurrent(current) }
+            return releases
+        }
+        lock.release()
+        return try result.get()
+    }
+
+    func install(_ selected: SelectedPackage) throws(LavaError) -> InstalledRelease {
         do {
             switch kind(for: selected.name) {
             case .native: return try installNative(selected)
@@ -69,27 +83,33 @@ public struct Installer: Sendable {
 
     func installNative(_ selected: SelectedPackage) throws(LavaError) -> InstalledRelease {
         let stem = selected.name.stem
-        let final = Paths.join(releasesDirectory, stem)
+        let releasesPath = root.path("\(Installer.lavaHome)/releases")
+        let final = Paths.join(releasesPath, stem)
         let marker = InstallMarker(key: selected.object.key, etag: selected.object.etag, size: selected.object.size)
         let release = InstalledRelease(package: selected.name, kind: .native, path: final, reused: true,
                                        workerExecutable: Paths.join(final, ".boot/bin/lava-worker"))
-        if InstallMarker.read(Paths.join(final, Installer.markerPath)) == marker {
+        let releases = try root.openDirectory("\(Installer.lavaHome)/releases", create: true)
+        if let existing = try? releases.openDirectory(stem), InstallMarker.read(existing) == marker {
             logger.info("\(stem) is already installed from the same object; reusing it")
             return release
         }
-        try Files.makeDirectories(releasesDirectory)
-        try removeStalePartials(stem)
-        let partial = Paths.join(releasesDirectory, ".\(stem).partial-\(getpid())")
-        if mkdir(partial, 0o755) != 0 { throw .errno("mkdir", partial) }
+        // Under the install lock every partial tree is one an install that died left behind.
+        for name in try releases.names() where name.hasPrefix(".\(stem).partial-") {
+            try releases.remove(name)
+        }
+        let partialName = ".\(stem).partial-\(getpid())"
+        try releases.makeDirectory(partialName, mode: 0o755)
         do {
+            let partial = try releases.openDirectory(partialName)
             let summary = try extract(selected, into: partial)
-            try linkExecutables(release: partial)
-            try Files.makeDirectories(Paths.join(partial, ".boot"))
-            try Files.writeAtomically(Paths.join(partial, Installer.markerPath), Array(marker.json.utf8))
-            try moveIntoPlace(partial, final)
+            try Installer.requireWorker(partial, stem: stem)
+            let boot = try partial.openDirectory(".boot", create: true)
+            try linkExecutables(partial, into: boot.openDirectory("bin", create: true))
+            try boot.writeFileAtomically(Paths.lastComponent(of: InstallMarker.fileName), Array(marker.json.utf8))
+            try moveIntoPlace(releases, partialName, stem)
             logger.info("installed \(stem): \(summary.files) files, \(summary.directories) directories, \(summary.links) links, \(formatBytes(summary.bytes))")
         } catch {
-            try? Files.removeTree(partial)
+            try? releases.remove(partialName)
             throw error
         }
         var installed = release
@@ -97,67 +117,63 @@ public struct Installer: Sendable {
         return installed
     }
 
-    /// Partial trees left by an install that died (power loss, SIGKILL).
-    private func removeStalePartials(_ stem: String) throws(LavaError) {
-        for name in try Files.list(releasesDirectory) ?? [] where name.hasPrefix(".\(stem).partial-") {
-            try Files.removeTree(Paths.join(releasesDirectory, name))
+    /// A native release runs `bin/lava-worker`: without one it must not become `current`.
+    static func requireWorker(_ release: borrowing Directory, stem: String) throws(LavaError) {
+        guard let info = release.status("bin/lava-worker", followingLinks: true),
+              (info.st_mode & S_IFMT) == FileType.regular, info.st_mode & 0o111 != 0 else {
+            throw LavaError(.install, "the bundle has no executable bin/lava-worker; refusing to install \(stem)")
         }
     }
 
-    private func extract(_ selected: SelectedPackage, into directory: String) throws(LavaError) -> ExtractionSummary {
+    private func extract(_ selected: SelectedPackage, into directory: borrowing Directory) throws(LavaError) -> ExtractionSummary {
         let stream = try area.open(selected.object.key)
         let progress = ProgressReporter(logger: logger, label: "extracting \(selected.name.fileName)", total: selected.object.size)
         let reader = try ArchiveReader(stream: stream, displayName: area.displayName(selected.object.key)) { progress.add($0) }
-        let summary = try SafeExtractor(destination: directory, logger: logger).extract(reader)
-        let seconds = progress.elapsed
-        logger.debug("read \(formatBytes(progress.bytes)) in \(Int(seconds * 1000)) ms")
+        let summary = try SafeExtractor(reservedNames: Installer.reservedNames).extract(reader, into: directory)
+        logger.debug("read \(formatBytes(progress.bytes)) in \(Int(progress.elapsed * 1000)) ms")
         return summary
     }
 
     /// The new tree takes the final name; an older tree of the same name is swapped out
     /// atomically (a link to it never dangles) and then removed.
-    private func moveIntoPlace(_ partial: String, _ final: String) throws(LavaError) {
-        if rename(partial, final) == 0 { return }
-        guard errno == EEXIST || errno == ENOTEMPTY else { throw .errno("rename", final) }
-        if lava_rename_exchange(partial, final) != 0 { throw .errno("rename", final) }
-        try Files.removeTree(partial)
+    private func moveIntoPlace(_ releases: borrowing Directory, _ partial: String, _ final: String) throws(LavaError) {
+        if renameat(releases.descriptor, partial, releases.descriptor, final) == 0 { return }
+        guard errno == EEXIST || errno == ENOTEMPTY else { throw .errno("rename", Paths.join(releases.displayPath, final)) }
+        if lava_rename_exchange(releases.descriptor, partial, final) != 0 { throw .errno("rename", Paths.join(releases.displayPath, final)) }
+        try releases.remove(partial)
     }
 
     /// `<release>/.boot/bin/NAME` for every executable of `<release>/bin/`: python scripts run
     /// through the release's `lava-run`, anything else is linked to itself.
-    func linkExecutables(release: String) throws(LavaError) {
-        let linkDirectory = Paths.join(release, ".boot/bin")
-        try Files.makeDirectories(linkDirectory)
-        for (name, target) in try executableLinks(release: release, prefix: "../..") {
-            if symlink(target, Paths.join(linkDirectory, name)) != 0 { throw .errno("symlink", Paths.join(linkDirectory, name)) }
+    func linkExecutables(_ release: borrowing Directory, into links: borrowing Directory) throws(LavaError) {
+        for (name, target) in try executableLinks(release, prefix: "../..") {
+            try links.replaceSymlink(name, target: target)
         }
     }
 
     /// (name, link target) for each executable of `<release>/bin`, targets starting at `prefix`.
-    func executableLinks(release: String, prefix: String) throws(LavaError) -> [(String, String)] {
-        let bin = Paths.join(release, "bin")
+    func executableLinks(_ release: borrowing Directory, prefix: String) throws(LavaError) -> [(String, String)] {
+        let bin = try release.openDirectory("bin")
+        let hasRunner = release.status("lava-run", followingLinks: true) != nil
         var links = [(String, String)]()
-        for name in (try Files.list(bin) ?? []).sorted() {
-            let path = Paths.join(bin, name)
-            var status = stat()
-            guard stat(path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_mode & 0o111 != 0 else { continue }
-            if Installer.isPythonScript(path) {
-                if !Files.exists(Paths.join(release, "lava-run")) {
-                    logger.warning("\(name) is a python script but the release has no lava-run; linking it to itself")
-                    links.append((name, "\(prefix)/bin/\(name)"))
-                } else {
+        for name in try bin.names().sorted() {
+            guard let info = bin.status(name, followingLinks: true), (info.st_mode & S_IFMT) == FileType.regular,
+                  info.st_mode & 0o111 != 0 else { continue }
+            if Installer.isPythonScript(bin, name) {
+                if hasRunner {
                     links.append((name, "\(prefix)/lava-run"))
+                    continue
                 }
-            } else {
-                links.append((name, "\(prefix)/bin/\(name)"))
+                logger.warning("\(name) is a python script but the release has no lava-run; linking it to itself")
             }
+            links.append((name, "\(prefix)/bin/\(name)"))
         }
         return links
     }
 
     /// Does the first line (`#!...`) name python?
-    static func isPythonScript(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    static func isPythonScript(_ bin: borrowing Directory, _ name: String) -> Bool {
+        let fd = openat(bin.descriptor, name, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var head = [UInt8](repeating: 0, count: 256)
@@ -167,36 +183,57 @@ public struct Installer: Sendable {
         return String(decoding: firstLine, as: UTF8.self).contains("python")
     }
 
-    /// Points `current` at the release and `/usr/local/bin` at `current`'s executables.
-    public func makeCurrent(_ release: InstalledRelease) throws(LavaError) {
+    /// Is this `/usr/local/bin` entry a link lava-boot made (one into `/opt/lava/`)?
+    static func isOwnLink(_ target: String) -> Bool {
+        target.hasPrefix("../../../opt/lava/") || target.hasPrefix("/opt/lava/")
+    }
+
+    /// Points `current` at the release and `/usr/local/bin` at `current`'s executables. Only
+    /// lava-boot's own links there are replaced or removed; anything else is left with a warning.
+    func makeCurrent(_ release: InstalledRelease) throws(LavaError) {
         guard release.kind == .native else { return }
-        try Files.makeDirectories(root.path(Installer.lavaHome))
-        try Files.replaceSymlink(at: currentLink, target: "releases/\(Paths.lastComponent(of: release.path))")
-        let bin = root.path("/usr/local/bin")
-        try Files.makeDirectories(bin)
+        let stem = Paths.lastComponent(of: release.path)
+        let home = try root.openDirectory(Installer.lavaHome, create: true)
+        let links = try executableLinks(home.openDirectory("releases/\(stem)"), prefix: Installer.binLinkPrefix)
+        try home.replaceSymlink("current", target: "releases/\(stem)")
+        let bin = try root.openDirectory("/usr/local/bin", create: true)
         var wanted = Set<String>()
-        for (name, target) in try executableLinks(release: release.path, prefix: Installer.binLinkPrefix) {
-            let path = Paths.join(bin, name)
-            if Files.isDirectory(path) && Files.readLink(path) == nil {
-                throw LavaError(.install, "cannot link \(path): a directory is in the way")
+        for (name, target) in links {
+            if let system = systemCommand(named: name) {
+                logger.warning("not linking /usr/local/bin/\(name): it would shadow \(system) for root")
+                continue
             }
-            try Files.replaceSymlink(at: path, target: target)
+            if bin.status(name) != nil, !(bin.readLink(name).map(Installer.isOwnLink) ?? false) {
+                logger.warning("leaving /usr/local/bin/\(name) alone: it is not a link lava-boot made")
+                continue
+            }
+            try bin.replaceSymlink(name, target: target)
             wanted.insert(name)
         }
-        // Links of ours that the new release no longer has would dangle: remove them.
-        for name in try Files.list(bin) ?? [] where !wanted.contains(name) {
-            let path = Paths.join(bin, name)
-            if let target = Files.readLink(path), target.hasPrefix(Installer.binLinkPrefix + "/"), access(path, F_OK) != 0 {
-                unlink(path)
+        // Links of ours that `current` no longer provides would dangle or run an old release.
+        for name in try bin.names() where !wanted.contains(name) {
+            if let target = bin.readLink(name), target.hasPrefix(Installer.binLinkPrefix + "/") {
+                unlinkat(bin.descriptor, name, 0)
             }
         }
-        logger.info("current -> \(Paths.lastComponent(of: release.path))")
+        logger.info("current -> \(stem)")
+    }
+
+    /// The system command a `/usr/local/bin/NAME` would shadow, if any.
+    private func systemCommand(named name: String) -> String? {
+        for directory in Installer.systemCommandDirectories {
+            if let handle = try? root.openDirectory(directory), handle.status(name) != nil {
+                return Paths.join(directory, name)
+            }
+        }
+        return nil
     }
 
     // MARK: bundle (install.sh)
 
     func installWithScript(_ selected: SelectedPackage) throws(LavaError) -> InstalledRelease {
-        let base = root.path(selected.name.version.isOlder(than: 8, 0) ? "/usr/local" : Installer.lavaHome)
+        let imageBase = selected.name.version.isOlder(than: 8, 0) ? "/usr/local" : Installer.lavaHome
+        let base = root.path(imageBase)
         let scratch = try Files.makePrivateDirectory(prefix: "lava-boot")
         defer { try? Files.removeTree(scratch) }
         // install.sh takes the bundle as a file: a remote one is downloaded next to it first.
@@ -208,8 +245,8 @@ public struct Installer: Sendable {
             try download(selected, to: bundlePath)
         }
         let script = Paths.join(scratch, "install.sh")
-        try extractInstallScript(selected, to: script)
-        try Files.makeDirectories(base)
+        try extractInstallScript(selected, to: Directory.open(trusted: scratch), "install.sh")
+        _ = try root.openDirectory(imageBase, create: true)
         let request = SpawnRequest(executable: script, arguments: ["-c", "-d", base, bundlePath],
                                    environment: ["PATH=\(root.path("/usr/local/bin")):/usr/bin:/bin", "HOME=\(scratch)"],
                                    workingDirectory: scratch)
@@ -223,24 +260,18 @@ public struct Installer: Sendable {
         return InstalledRelease(package: selected.name, kind: .bundle, path: base, reused: false, workerExecutable: worker)
     }
 
-    /// `install.sh` at the top of the bundle or inside its single top directory.
-    private func extractInstallScript(_ selected: SelectedPackage, to path: String) throws(LavaError) {
+    /// `install.sh` at the top of the bundle or inside its single top directory, streamed to
+    /// `name` in `directory` like any other entry.
+    private func extractInstallScript(_ selected: SelectedPackage, to directory: borrowing Directory, _ name: String) throws(LavaError) {
         let stream = try area.open(selected.object.key)
         let reader = try ArchiveReader(stream: stream, displayName: area.displayName(selected.object.key)) { _ in }
         while let entry = try reader.nextEntry() {
-            guard let name = entry.entryPathname else { continue }
-            let parts = name.split(separator: "/").filter { $0 != "." }
+            guard let path = entry.entryPathname else { continue }
+            let parts = path.split(separator: "/").filter { $0 != "." }
             guard parts.last == "install.sh", parts.count <= 2, !parts.contains(".."),
                   archive_entry_filetype(entry) == FileType.regular else { continue }
-            var bytes = [UInt8]()
-            try reader.readData { block, _ in
-                bytes.append(contentsOf: block)
-            }
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o700)
-            if fd < 0 { throw .errno("create", path) }
-            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
-            if written != bytes.count { throw .errno("write", path) }
+            let file = try directory.createFile(name, mode: 0o700)
+            _ = try SafeExtractor.copyData(reader, to: file)
             return
         }
         throw LavaError(.install, "\(area.displayName(selected.object.key)) holds no install.sh; use --installer native for lava ≥ 8.0")
@@ -264,8 +295,10 @@ struct InstallMarker: Equatable {
         return JSONValue.object(members).serialized(pretty: true) + "\n"
     }
 
-    static func read(_ path: String) -> InstallMarker? {
-        guard let bytes = try? Files.read(path), let json = try? JSONValue(parsing: bytes),
+    static let fileName = ".boot/source.json"
+
+    static func read(_ release: borrowing Directory) -> InstallMarker? {
+        guard let bytes = release.readFile(fileName, limit: 1 << 16), let json = try? JSONValue(parsing: bytes),
               let key = json["key"]?.stringValue, case .number(let sizeText)? = json["size"], let size = Int64(sizeText) else {
             return nil
         }

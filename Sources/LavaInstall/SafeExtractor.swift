@@ -24,11 +24,12 @@ public struct ExtractionSummary: Sendable, Equatable {
 /// Extracts a tar stream into one directory and nowhere else. Every entry is created relative to
 /// directory fds opened with O_NOFOLLOW, so no symbolic link in the tree (or planted by the
 /// archive) can redirect a write. Refused: absolute paths, `..`, links that leave the tree,
-/// devices, FIFOs and sockets. Owners are not restored, setuid/setgid are dropped, files get at
-/// least go+r (go+x where the owner may execute), directories go+rx; mtimes are restored.
+/// devices, FIFOs and sockets; a hard link to a symbolic link is judged as the symbolic link it
+/// becomes. Owners are not restored, setuid/setgid/sticky and others' write are dropped, files
+/// get at least go+r (go+x where the owner may execute), directories go+rx; mtimes are restored.
 struct SafeExtractor {
-    let destination: String
-    let logger: Logger
+    /// Top-level names the installer writes itself (`.boot`): a bundle may not bring them.
+    var reservedNames: Set<String> = []
 
     private struct PendingDirectory {
         var components: [String]
@@ -36,13 +37,11 @@ struct SafeExtractor {
         var mtime: timespec
     }
 
-    func extract(_ reader: ArchiveReader) throws(LavaError) -> ExtractionSummary {
-        let rootFD = open(destination, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if rootFD < 0 { throw .errno("open", destination) }
-        defer { close(rootFD) }
+    func extract(_ reader: ArchiveReader, into destination: borrowing Directory) throws(LavaError) -> ExtractionSummary {
+        let rootFD = destination.descriptor
         var cursor = DirectoryCursor(rootFD: rootFD, displayRoot: reader.displayName)
         defer { cursor.closeAll() }
-        let umaskValue = SafeExtractor.currentUmask()
+        let umaskValue = SafeExtractor.processUmask()
         var summary = ExtractionSummary()
         var directories = [PendingDirectory]()
         var symlinks = [[String]]()
@@ -53,6 +52,9 @@ struct SafeExtractor {
             }
             let components = try SafeExtractor.components(of: rawPath, reader: reader)
             if components.isEmpty { continue }  // "./" itself
+            if reservedNames.contains(components[0]) {
+                throw refuse(reader, "\(rawPath): \(components[0]) is written by lava-boot, not by a bundle")
+            }
             let name = components.last!
             let parentFD = try cursor.enter(Array(components.dropLast()), reader: reader)
             let mtime = timespec(tv_sec: archive_entry_mtime(entry), tv_nsec: Int(archive_entry_mtime_nsec(entry)))
@@ -63,6 +65,13 @@ struct SafeExtractor {
                 guard !target.isEmpty else { throw refuse(reader, "hard link \(rawPath) to the top directory") }
                 let targetParentFD = try cursor.open(Array(target.dropLast()), reader: reader)
                 defer { close(targetParentFD) }
+                // A hard link to a symbolic link is a symbolic link at the new place: judged as one.
+                var info = stat()
+                if fstatat(targetParentFD, target.last!, &info, AT_SYMLINK_NOFOLLOW) == 0, (info.st_mode & S_IFMT) == FileType.symlink {
+                    let linkTarget = Directory.readLink(targetParentFD, target.last!) ?? ""
+                    try checkSymlink(rawPath, linkTarget, at: components, reader: reader)
+                    symlinks.append(components)
+                }
                 try SafeExtractor.replacing(parentFD, name) {
                     linkat(targetParentFD, target.last!, parentFD, name, 0)
                 } failure: { LavaError.errno("link", rawPath).prefixed(reader.displayName) }
@@ -81,39 +90,22 @@ struct SafeExtractor {
 
             case FileType.regular:
                 let finalMode = SafeExtractor.fileMode(mode)
-                let fd = try SafeExtractor.createFile(parentFD, name, mode: finalMode, path: rawPath, reader: reader)
-                defer { close(fd) }
-                var end: Int64 = 0
-                try reader.readData { block, offset throws(LavaError) in
-                    var written = 0
-                    while written < block.count {
-                        let n = pwrite(fd, block.baseAddress! + written, block.count - written, off_t(offset) + off_t(written))
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw LavaError.errno("write", rawPath).prefixed(reader.displayName)
-                        }
-                        written += n
-                    }
-                    end = max(end, offset + Int64(block.count))
-                }
+                let file = try SafeExtractor.createFile(parentFD, name, mode: finalMode, path: rawPath, reader: reader)
+                let written = try SafeExtractor.copyData(reader, to: file)
                 let size = archive_entry_size(entry)
-                if end < size && ftruncate(fd, off_t(size)) != 0 {  // a sparse file's trailing hole
+                if written < size && ftruncate(file.descriptor, off_t(size)) != 0 {  // a sparse file's trailing hole
                     throw LavaError.errno("ftruncate", rawPath).prefixed(reader.displayName)
                 }
                 // The umask may have taken bits the contract wants (go+r); only then one more call.
-                if finalMode & umaskValue != 0 { fchmod(fd, finalMode) }
+                if finalMode & umaskValue != 0 { fchmod(file.descriptor, finalMode) }
                 var times = [timespec(tv_sec: 0, tv_nsec: FileType.omitTime), mtime]
-                futimens(fd, &times)
+                futimens(file.descriptor, &times)
                 summary.files += 1
                 summary.bytes += size
 
             case FileType.symlink:
-                guard let target = archive_entry_symlink(entry).flatMap({ String(validatingCString: $0) }), !target.isEmpty else {
-                    throw refuse(reader, "symbolic link \(rawPath) without a valid target")
-                }
-                guard SafeExtractor.staysInside(target, from: Array(components.dropLast())) else {
-                    throw refuse(reader, "symbolic link \(rawPath) -> \(target) leaves the release directory")
-                }
+                let target = archive_entry_symlink(entry).flatMap { String(validatingCString: $0) } ?? ""
+                try checkSymlink(rawPath, target, at: components, reader: reader)
                 try SafeExtractor.replacing(parentFD, name) {
                     symlinkat(target, parentFD, name)
                 } failure: { LavaError.errno("symlink", rawPath).prefixed(reader.displayName) }
@@ -130,7 +122,7 @@ struct SafeExtractor {
         // Links that each stay inside can still combine to leave (`s -> .`, then `a -> s/..`):
         // resolve every one for real, through the links now on disk.
         for link in symlinks {
-            guard SafeExtractor.resolvesInside(link, root: destination) else {
+            guard SafeExtractor.resolvesInside(link, rootFD: rootFD) else {
                 throw refuse(reader, "symbolic link \(link.joined(separator: "/")) resolves outside the release directory")
             }
         }
@@ -147,8 +139,31 @@ struct SafeExtractor {
         return summary
     }
 
+    /// The one lexical rule for a symbolic link, however it was made: a relative, non-empty
+    /// target that stays inside the tree when read from the link's own directory.
+    private func checkSymlink(_ rawPath: String, _ target: String, at components: [String], reader: ArchiveReader) throws(LavaError) {
+        guard !target.isEmpty else { throw refuse(reader, "symbolic link \(rawPath) without a valid target") }
+        guard SafeExtractor.staysInside(target, from: Array(components.dropLast())) else {
+            throw refuse(reader, "symbolic link \(rawPath) -> \(target) leaves the release directory")
+        }
+    }
+
     private func refuse(_ reader: ArchiveReader, _ what: String) -> LavaError {
         LavaError(.unsafeArchive, "refusing \(reader.displayName): \(what)")
+    }
+
+    /// The current entry's data into `file`; returns the end offset written.
+    static func copyData(_ reader: ArchiveReader, to file: borrowing FileDescriptor) throws(LavaError) -> Int64 {
+        var end: Int64 = 0
+        try reader.readData { block, offset throws(LavaError) in
+            do throws(LavaError) {
+                try file.writeAll(block, at: offset)
+            } catch {
+                throw error.prefixed(reader.displayName)
+            }
+            end = max(end, offset + Int64(block.count))
+        }
+        return end
     }
 
     /// `a/./b/` → [a, b]; absolute paths and `..` are refused.
@@ -179,45 +194,69 @@ struct SafeExtractor {
         return true
     }
 
-    /// Resolves a link inside `root` the way the kernel would, following links on disk.
-    static func resolvesInside(_ link: [String], root: String) -> Bool {
-        var resolved = [String]()   // real directories only, never a link
+    /// Resolves a link inside the tree the way the kernel would, following the links on disk,
+    /// through directory descriptors (so at any path length). A component that does not exist
+    /// (or is no directory) ends the real walk; the rest is judged lexically, since the
+    /// installer may still create it.
+    static func resolvesInside(_ link: [String], rootFD: Int32) -> Bool {
+        var walked = [Int32]()          // real directories below the root, never a link
+        defer { walked.forEach { close($0) } }
+        var lexicalDepth = 0            // components past the end of the real walk
         var pending = Array(link.reversed())
         var hops = 0
         while let part = pending.popLast() {
             if part == "." || part.isEmpty { continue }
             if part == ".." {
-                if resolved.isEmpty { return false }
-                resolved.removeLast()
+                if lexicalDepth > 0 {
+                    lexicalDepth -= 1
+                } else {
+                    guard let fd = walked.popLast() else { return false }
+                    close(fd)
+                }
                 continue
             }
-            let path = root + "/" + (resolved + [part]).joined(separator: "/")
-            guard let target = Files.readLink(path) else {
-                resolved.append(part)  // a directory, a file, or nothing yet: all inside
+            if lexicalDepth > 0 {
+                lexicalDepth += 1
                 continue
             }
-            hops += 1
-            if hops > 40 || target.hasPrefix("/") { return false }
-            pending.append(contentsOf: target.split(separator: "/", omittingEmptySubsequences: true).map(String.init).reversed())
+            let directory = walked.last ?? rootFD
+            if let target = Directory.readLink(directory, part) {
+                hops += 1
+                if hops > 40 || target.hasPrefix("/") { return false }
+                pending.append(contentsOf: target.split(separator: "/", omittingEmptySubsequences: true).map(String.init).reversed())
+                continue
+            }
+            let fd = openat(directory, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if fd >= 0 {
+                walked.append(fd)
+            } else {
+                lexicalDepth = 1
+            }
         }
         return true
     }
 
+    /// Owner's bits kept, setuid/setgid/sticky and others' write dropped, at least go+r
+    /// (go+x where the owner may execute).
     static func fileMode(_ mode: mode_t) -> mode_t {
-        var result = mode & 0o777 | 0o444
+        var result = mode & 0o775 | 0o444
         if result & 0o100 != 0 { result |= 0o011 }
         return result
     }
 
-    static func directoryMode(_ mode: mode_t) -> mode_t { mode & 0o777 | 0o755 }
+    static func directoryMode(_ mode: mode_t) -> mode_t { mode & 0o775 | 0o755 }
 
-    static func currentUmask() -> mode_t {
-        let value = umask(0o022)
-        umask(value)
+    /// The process's umask, read without changing it (another thread may be creating a file).
+    static func processUmask() -> mode_t {
+        guard let text = try? Files.readText("/proc/self/status"),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
+              let value = mode_t(String(line.dropFirst(6).filter { $0 != " " && $0 != "\t" }), radix: 8) else {
+            return 0o777  // unknown: always set the mode explicitly
+        }
         return value
     }
 
-    static func createFile(_ parentFD: Int32, _ name: String, mode: mode_t, path: String, reader: ArchiveReader) throws(LavaError) -> Int32 {
+    static func createFile(_ parentFD: Int32, _ name: String, mode: mode_t, path: String, reader: ArchiveReader) throws(LavaError) -> FileDescriptor {
         let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
         var fd = openat(parentFD, name, flags, mode)
         if fd < 0 && errno == EEXIST {
@@ -228,7 +267,7 @@ struct SafeExtractor {
             fd = openat(parentFD, name, flags, mode)
         }
         if fd < 0 { throw LavaError.errno("create", path).prefixed(reader.displayName) }
-        return fd
+        return FileDescriptor(adopting: fd, displayPath: path)
     }
 
     /// Runs `create`; when the name exists, removes it (never a directory) and tries once more.

@@ -1,12 +1,16 @@
 import LavaJSON
 import LavaSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `--realms-file`: one item or several, in DynamoDB's typed JSON (`{"Item": {...}}`,
 /// `{"Items": [...]}`) or plain JSON (an object with a `realm` key, or an array of them).
 public enum RealmsFile {
     public static func load(path: String, realm: String) throws(LavaError) -> RealmItem {
-        guard let bytes = try Files.read(path) else {
-            throw LavaError(.invalidConfig, "realms file \(path) does not exist")
+        let bytes = try readBounded(path)
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            throw LavaError(.invalidConfig, "realms file \(path) is not valid UTF-8")
         }
         let json: JSONValue
         do {
@@ -24,6 +28,38 @@ public enum RealmsFile {
             throw LavaError(.noSuchRealm, "\(realm): no such realm")
         }
         return item
+    }
+
+    static let sizeLimit = 16 << 20
+
+    /// A regular file of at most 16 MiB: a device, a FIFO or a huge file is refused, not read.
+    static func readBounded(_ path: String) throws(LavaError) -> [UInt8] {
+        // O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { throw LavaError(.invalidConfig, "realms file \(path) does not exist") }
+            throw LavaError.errno("open", path).prefixed("realms file")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw LavaError(.invalidConfig, "realms file \(path) is not a regular file")
+        }
+        guard info.st_size <= sizeLimit else {
+            throw LavaError(.invalidConfig, "realms file \(path) is larger than 16 MiB")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size) + 1)
+        var count = 0
+        while count < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw LavaError.errno("read", path).prefixed("realms file") }
+            if n == 0 { break }
+            count += n
+        }
+        // One byte more than fstat said means the file grew while read: judge what was read.
+        guard count <= sizeLimit else { throw LavaError(.invalidConfig, "realms file \(path) is larger than 16 MiB") }
+        return Array(bytes[0..<count])
     }
 
     static func decodeItems(_ json: JSONValue) throws(AttributeDecodingError) -> [RealmItem] {

@@ -68,6 +68,13 @@ public struct RealmConfig: Sendable {
         }
     }
 
+    /// Each worker runs as `lava-W`, an account name of at most 32 characters (useradd's
+    /// limit; the characters `validateName` allows are ones useradd takes). Nil when it fits.
+    public static func accountNameProblem(worker: String) -> String? {
+        let account = "lava-\(worker)"
+        return account.utf8.count > 32 ? "account name \(account) is longer than 32 characters" : nil
+    }
+
     public func host(worker: String) throws(LavaError) -> HostConfig {
         var warnings = [String]()
         let host = try self.worker(worker, warnings: &warnings)
@@ -81,6 +88,9 @@ public struct RealmConfig: Sendable {
 
     public func worker(_ name: String, warnings: inout [String]) throws(LavaError) -> WorkerConfig {
         try RealmConfig.validateName(name, what: "worker")
+        if let problem = RealmConfig.accountNameProblem(worker: name) {
+            throw LavaError(.invalidConfig, "\(realm): worker \(name): \(problem)")
+        }
         let own = try map(of: name)
         let defaults = try map(of: RealmConfig.defaultsKey)
         func lookup(_ key: String) -> (source: String, value: AttributeValue)? {
@@ -134,6 +144,9 @@ public struct RealmConfig: Sendable {
                 try RealmConfig.validateName(name, what: "worker")
             } catch {
                 throw invalid(source, "workers", value, "\"\(name)\" is not a valid worker name")
+            }
+            if let problem = RealmConfig.accountNameProblem(worker: name) {
+                throw invalid(source, "workers", value, "names \"\(name)\": \(problem)")
             }
             if !names.contains(name) { names.append(name) }
         }

@@ -35,11 +35,15 @@ public enum SourceLocation: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// S3's bucket naming rules (3-63 of lower-case letters, digits, '.', '-'; alphanumeric ends).
+    /// S3's bucket naming rules: 3-63 of lower-case letters, digits, '.', '-', alphanumeric ends,
+    /// no "..", and not an IP address. The name becomes part of a host name, so nothing else.
     static func isValidBucketName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
-        guard (3...63).contains(bytes.count) else { return false }
-        let isAlphanumeric = { (b: UInt8) in (b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x7A) }
+        guard (3...63).contains(bytes.count), !name.contains("..") else { return false }
+        let isDigit = { (b: UInt8) in b >= 0x30 && b <= 0x39 }
+        let isAlphanumeric = { (b: UInt8) in isDigit(b) || (b >= 0x61 && b <= 0x7A) }
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        if labels.count == 4 && labels.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy(isDigit) }) { return false }
         return isAlphanumeric(bytes.first!) && isAlphanumeric(bytes.last!)
             && bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
     }
@@ -112,23 +116,15 @@ public enum CodeAreas {
 extension ObjectStream {
     /// Writes the rest of the stream to a new file (`O_EXCL`: never over an existing one).
     public func save(to path: String, mode: mode_t, onChunk: (Int) -> Void = { _ in }) throws(LavaError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         if fd < 0 { throw .errno("create", path) }
-        defer { close(fd) }
+        let file = FileDescriptor(adopting: fd, displayPath: path)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         while true {
             let count = try read(into: buffer)
             if count == 0 { return }
-            var written = 0
-            while written < count {
-                let n = write(fd, buffer.baseAddress! + written, count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw .errno("write", path)
-                }
-                written += n
-            }
+            try file.writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
             onChunk(count)
         }
     }

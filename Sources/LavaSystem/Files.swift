@@ -119,7 +119,7 @@ public enum Files {
         }
     }
 
-    private static func removeEntry(_ parentFD: Int32, _ name: String, isDirectory: Bool, displayPath: String) throws(LavaError) {
+    static func removeEntry(_ parentFD: Int32, _ name: String, isDirectory: Bool, displayPath: String) throws(LavaError) {
         if isDirectory {
             let fd = openat(parentFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             if fd < 0 { throw .errno("open", displayPath) }
@@ -151,7 +151,7 @@ public enum Files {
         return String(cString: created)
     }
 
-    private static func entryName(_ entry: UnsafeMutablePointer<dirent>) -> String {
+    static func entryName(_ entry: UnsafeMutablePointer<dirent>) -> String {
         withUnsafeBytes(of: entry.pointee.d_name) { raw in String(cString: raw.bindMemory(to: CChar.self).baseAddress!) }
     }
 
@@ -205,4 +205,10 @@ public struct HostRoot: Sendable, Equatable {
 
     /// `/opt/lava` → `<root>/opt/lava`.
     public func path(_ imagePath: String) -> String { prefix + imagePath }
+
+    /// The directory at `imagePath` under the root. The root itself is the operator's choice and
+    /// opened as given; below it no component may be a link.
+    public func openDirectory(_ imagePath: String, create: Bool = false, mode: mode_t = 0o755) throws(LavaError) -> Directory {
+        try Directory.open(trusted: prefix.isEmpty ? "/" : prefix).openDirectory(imagePath, create: create, mode: mode)
+    }
 }

@@ -7,7 +7,8 @@ import LavaSystem
 import Glibc
 #endif
 
-/// `30s`, `5m`, `2h`, or bare seconds.
+/// `30s`, `1.5m`, `2h`, or bare seconds: digits, an optional fraction, an optional unit, and
+/// nothing else (no sign, exponent or hex, which Double's own parser would take).
 struct DurationArgument: ExpressibleByArgument, Sendable {
     var seconds: Double
 
@@ -19,7 +20,9 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
             scale = unit
             text = text.dropLast()
         }
-        guard let value = Double(text), value >= 0, value.isFinite else { return nil }
+        let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        let isDigits = { (part: Substring) in !part.isEmpty && part.allSatisfy { $0.isASCII && $0.isNumber } }
+        guard parts.allSatisfy(isDigits), let value = Double(text), value.isFinite else { return nil }
         seconds = value * scale
     }
 

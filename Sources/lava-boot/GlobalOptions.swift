@@ -30,9 +30,14 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Prefix for every host path lava-boot touches (/opt/lava, /usr/local/bin, /etc/os-release, ...).")
     var root: String?
 
+    func validate() throws {
+        // An empty --root would quietly act on the live system.
+        if root == "" { throw ValidationError("--root needs a directory; leave it out to act on this host") }
+    }
+
     /// The root as an absolute path without a trailing slash.
     func hostRoot() throws(LavaError) -> HostRoot {
-        guard let root, !root.isEmpty else { return HostRoot(nil) }
+        guard let root else { return HostRoot(nil) }
         var path = root
         if !path.hasPrefix("/") {
             var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))

@@ -20,7 +20,7 @@ struct InstallCommand: ParsableCommand {
         let resolver = Resolver(target: target, platform: platform, skipPatterns: [], global: global, logger: logger)
         let (plan, area) = try resolver.plan()
         let installer = Installer(root: root, area: area, preferred: target.installer == .bundle ? .bundle : .native, logger: logger)
-        let releases = try installReleases(plan, installer: installer)
+        let releases = try installer.installAll(plan.packagesToInstall.map(\.package))
         for release in releases {
             print("\(release.reused ? "reused   " : "installed") \(release.package.fileName) -> \(release.path)")
         }
@@ -28,15 +28,4 @@ struct InstallCommand: ParsableCommand {
             print("current   -> \(current.package.stem)")
         }
     }
-}
-
-/// Installs every distinct package of the plan, then points `current` at the host worker's.
-/// Nothing switches until every install has succeeded.
-func installReleases(_ plan: BootPlan, installer: Installer) throws(LavaError) -> [InstalledRelease] {
-    var releases = [InstalledRelease]()
-    for worker in plan.packagesToInstall {
-        releases.append(try installer.install(worker.package))
-    }
-    try installer.makeCurrent(releases[0])
-    return releases
 }

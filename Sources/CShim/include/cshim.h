@@ -32,7 +32,7 @@ int lava_pipe_cloexec(int fds[2]);
 
 /// renameat2(RENAME_EXCHANGE): swaps two paths atomically, so a release being replaced
 /// never disappears from under a link to it.
-int lava_rename_exchange(const char *a, const char *b);
+int lava_rename_exchange(int dirfd, const char *a, const char *b);
 
 /// syslog(3) is variadic; this passes one preformatted message.
 void lava_syslog(int priority, const char *message);

@@ -52,6 +52,35 @@ import Testing
         #expect(Files.exists(fixture.root + "/tmp/lava/__nodispatch__"))
     }
 
+    /// A local user plants `/tmp/lava` as a link before the boot: it is replaced, never followed.
+    @Test(arguments: ["file", "directory"])
+    func plantedTmpLavaLinkIsReplacedNotFollowed(_ kind: String) throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records)
+        let victim = fixture.directory.sub("victim")
+        if kind == "file" {
+            fixture.directory.write("victim", "precious\n", mode: 0o600)
+        } else {
+            #expect(mkdir(victim, 0o700) == 0)
+        }
+        try Files.makeDirectories(fixture.root + "/tmp")
+        #expect(symlink(victim, fixture.root + "/tmp/lava") == 0)
+        let agent = try boot()
+        #expect(waitUntil(timeout: 30) { WorkerRecord.all(in: records).count == 1 }, "\(agent.log)")
+        #expect(Files.readLink(fixture.root + "/tmp/lava") == nil, "the link is gone")
+        var info = stat()
+        #expect(lstat(fixture.root + "/tmp/lava/prod", &info) == 0 && info.st_mode & 0o7777 == 0o1770)
+        #expect(agent.stop() == .exited(0), "\(agent.log)")
+        #expect(Files.exists(fixture.root + "/tmp/lava/__nodispatch__"))
+        #expect(lstat(victim, &info) == 0 && info.st_mode & 0o7777 == (kind == "file" ? 0o600 : 0o700), "the victim's mode is kept")
+        if kind == "file" {
+            #expect(try Files.readText(victim) == "precious\n")
+        } else {
+            #expect(try Files.list(victim) == [], "nothing created in the victim directory")
+        }
+    }
+
     @Test func exitOneAbortsTheBootBeforeTheInstall() throws {
         fixture.workerBundle("8.2.0")
         realm(records: fixture.recordDirectory())

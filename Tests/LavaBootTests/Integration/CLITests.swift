@@ -52,6 +52,16 @@ import Testing
         ["versions", "file:///tmp", "--all", "--os", "amzn2023"],
         ["status", "--bogus"],
         ["boot", "file:///tmp", "r", "w", "--script-timeout", "soon"],
+        // Durations are digits, an optional fraction and unit: nothing Double's parser also takes.
+        ["boot", "file:///tmp", "r", "w", "--stop-timeout", "0x10"],
+        ["boot", "file:///tmp", "r", "w", "--stop-timeout", "1e3"],
+        ["boot", "file:///tmp", "r", "w", "--stop-timeout", "-5s"],
+        ["boot", "file:///tmp", "r", "w", "--script-timeout", "+3m"],
+        ["boot", "file:///tmp", "r", "w", "--script-timeout", ".5m"],
+        ["boot", "file:///tmp", "r", "w", "--script-timeout", "inf"],
+        // An empty --root would act on the live system.
+        ["install", "file:///tmp", "r", "w", "--root", ""],
+        ["plan", "file:///tmp", "r", "w", "--root="],
     ])
     func usageErrorsExit64WithUsage(_ arguments: [String]) {
         let result = LavaBootBinary.run(arguments)
@@ -95,6 +105,60 @@ import Testing
         fixture.realms(#"{"realm": "prod", "x-workers": {"core": {"threads": "6x"}}}"#)
         let result = LavaBootBinary.run(["plan", fixture.source, "prod", "core", "--realms-file", fixture.realmsFile, "--root", fixture.root])
         expectOneErrorLine(result, containing: #"prod: worker core: threads: "6x""#)
+    }
+
+    /// A realms file is a regular file of at most 16 MiB of UTF-8: anything else is refused
+    /// with its name, never read until memory runs out or waited on.
+    @Test func realmsFileMustBeASmallRegularUTF8File() throws {
+        let fixture = fixture()
+        func plan(_ path: String) -> CommandResult {
+            LavaBootBinary.run(["plan", fixture.source, "prod", "core", "--realms-file", path, "--root", fixture.root])
+        }
+        expectOneErrorLine(plan("/dev/zero"), containing: "realms file /dev/zero is not a regular file")
+        let fifo = fixture.directory.sub("realms.fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        expectOneErrorLine(plan(fifo), containing: "realms file \(fifo) is not a regular file")
+        expectOneErrorLine(plan(fixture.directory.path), containing: "is not a regular file")
+        let big = fixture.directory.sub("big.json")
+        try Files.writeAtomically(big, Array(#"{"realm": "prod", "pad": ""#.utf8) + [UInt8](repeating: 0x61, count: 17 << 20) + Array(#""}"#.utf8))
+        expectOneErrorLine(plan(big), containing: "realms file \(big) is larger than 16 MiB")
+        let latin1 = fixture.directory.sub("latin1.json")
+        try Files.writeAtomically(latin1, Array(#"{"realm": "prod", "x-workers": {"core": {"env": {"NAME": "Ren"#.utf8) + [0xE9] + Array(#""}}}}"#.utf8))
+        expectOneErrorLine(plan(latin1), containing: "realms file \(latin1) is not valid UTF-8")
+    }
+
+    /// `lava-W` must be an account name useradd takes: refused already by `plan`.
+    @Test func workerNamesThatMakeNoAccountAreRefusedByPlan() {
+        let fixture = fixture()
+        let long = String(repeating: "w", count: 28)
+        fixture.realms(#"{"realm": "prod", "x-workers": {"\#(long)": {"daemons": 1}}}"#)
+        let result = LavaBootBinary.run(["plan", fixture.source, "prod", long, "--realms-file", fixture.realmsFile, "--root", fixture.root])
+        expectOneErrorLine(result, containing: "prod: worker \(long): account name lava-\(long) is longer than 32 characters")
+        fixture.realms(#"{"realm": "prod", "x-workers": {"core": {"workers": "core \#(long)"}}}"#)
+        let parasitic = LavaBootBinary.run(["plan", fixture.source, "prod", "core", "--realms-file", fixture.realmsFile, "--root", fixture.root])
+        expectOneErrorLine(parasitic, containing: #"prod: worker core: workers: "core \#(long)" names "\#(long)": account name"#)
+        let fits = String(repeating: "w", count: 27)
+        fixture.realms(#"{"realm": "prod", "x-workers": {"\#(fits)": {"daemons": 1}}}"#)
+        #expect(LavaBootBinary.run(["plan", fixture.source, "prod", fits, "--realms-file", fixture.realmsFile, "--root", fixture.root]).exitCode == 0)
+    }
+
+    /// A region or bucket becomes a host name: an injected one is refused before any request, so
+    /// a listener at the address it names sees no connection.
+    @Test func regionAndBucketInjectionsReachNoHost() throws {
+        let listener = try LoopbackListener()
+        let environment = ["AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_EC2_METADATA_DISABLED": "true",
+                           "HOME": "/nonexistent"]
+        let injectedRegion = LavaBootBinary.run(["plan", "s3://lava-code/prod", "prod", "core", "--region", "x@127.0.0.1:\(listener.port)/"],
+                                                environment: environment)
+        expectOneErrorLine(injectedRegion, containing: #"invalid AWS region "x@127.0.0.1:\#(listener.port)/""#)
+        let fromEnvironment = LavaBootBinary.run(["versions", "s3://lava-code/prod"],
+                                                 environment: environment.merging(["AWS_REGION": "us-east-1.127.0.0.1:\(listener.port)#"]) { $1 })
+        expectOneErrorLine(fromEnvironment, containing: "invalid AWS region")
+        for bucket in ["x@127.0.0.1:\(listener.port)", "127.0.0.1", "lava..code", "Lava-Code"] {
+            let result = LavaBootBinary.run(["versions", "s3://\(bucket)/prod", "--region", "us-east-1"], environment: environment)
+            expectOneErrorLine(result, containing: "invalid bucket name \"\(bucket)\"")
+        }
+        #expect(listener.pendingConnections() == 0, "no request reached the injected address")
     }
 
     @Test func missingRootIsAnError() {

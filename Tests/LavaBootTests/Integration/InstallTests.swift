@@ -96,8 +96,12 @@ import Testing
         #expect(Files.isDirectory("\(releases)/\(name("8.1.0"))"), "older releases stay for parasitic workers")
     }
 
+    /// Past PATH_MAX: 20 directories of 240 characters.
+    static let deep = (1...20).map { String(repeating: Character(UnicodeScalar(UInt8(96 + $0))), count: 240) }.joined(separator: "/")
+    static let deepUp = String(repeating: "../", count: 21)
+
     /// Each hostile bundle fails the install, writes nothing outside the release dir, leaves
-    /// `current` alone and leaves no partial directory.
+    /// `current` alone and leaves no partial directory. One line per class of hole.
     @Test(arguments: [
         ("dot-dot", [BundleEntry.file("../evil", "x")]),
         ("dot-dot-deep", [BundleEntry.directory("lib"), .file("lib/../../evil", "x")]),
@@ -110,6 +114,16 @@ import Testing
         ("hardlink-up", [BundleEntry.hardlink("passwd", target: "../../../../../../etc/passwd")]),
         ("device-node", [BundleEntry.characterDevice("null")]),
         ("fifo", [BundleEntry.fifo("pipe")]),
+        // A symbolic link inside where it sits, hard-linked to where the same target leaves.
+        ("hardlink-to-symlink", [BundleEntry.directory("a/b"), .symlink("a/b/s", target: "../.."), .hardlink("out", target: "a/b/s")]),
+        ("hardlink-to-symlink-as-boot", [BundleEntry.directory("a/b"), .symlink("a/b/s", target: "../.."), .hardlink(".boot", target: "a/b/s")]),
+        ("hardlink-to-symlink-in-bin", [BundleEntry.directory("a/b/c/d/e/f/g/h"), .symlink("a/b/c/d/e/f/g/h/s", target: "../../../../../../../../bin/sh"),
+                                        .hardlink("bin/lava-evil", target: "a/b/c/d/e/f/g/h/s")]),
+        ("boot-directory-from-bundle", [BundleEntry.directory(".boot/bin"), .file(".boot/source.json", "{}")]),
+        // The same holes past PATH_MAX, where a path-based readlink fails.
+        ("chain-escape-past-path-max", [BundleEntry.directory(deep), .symlink(deep + "/s", target: "."), .symlink(deep + "/up", target: "s/" + deepUp)]),
+        ("hardlink-to-symlink-past-path-max", [BundleEntry.directory(deep + "/x"), .symlink(deep + "/x/s", target: "../" + deepUp.dropLast(3)),
+                                              .hardlink(deep + "/out", target: deep + "/x/s")]),
     ])
     func hostileBundlesFailCleanly(_ label: String, _ entries: [BundleEntry]) throws {
         fixture.bundle(name("8.1.0") + ".tar.bz2", TestBundle.lava(version: "8.1.0"))
@@ -202,6 +216,95 @@ import Testing
         let result = install()
         #expect(result.exitCode == 1)
         #expect(result.stderr.contains("holds no install.sh"))
+    }
+
+    /// No mode of the bundle makes anything world-writable, setuid or sticky.
+    @Test func modesNeverLeaveAnythingWorldWritableOrSetuid() throws {
+        fixture.bundle(name("8.2.0") + ".tar.bz2", TestBundle.lava(version: "8.2.0") + [
+            .file("open-exec", "x", mode: 0o777), .file("open-data", "x", mode: 0o666),
+            .directory("shared", mode: 0o1777), .directory("open-dir", mode: 0o777), .file("setuid", "x", mode: 0o4755),
+            .file("setgid-open", "x", mode: 0o2777),
+        ])
+        pin(nil)
+        let result = install()
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        let release = "\(releases)/\(name("8.2.0"))"
+        #expect(mode(release + "/open-exec") == 0o775)
+        #expect(mode(release + "/open-data") == 0o664)
+        #expect(mode(release + "/shared") == 0o775)
+        #expect(mode(release + "/open-dir") == 0o775)
+        #expect(mode(release + "/setuid") == 0o755)
+        #expect(mode(release + "/setgid-open") == 0o775)
+    }
+
+    @Test func bundleWithoutWorkerIsRefusedBeforeCurrentMoves() throws {
+        fixture.bundle(name("8.1.0") + ".tar.bz2", TestBundle.lava(version: "8.1.0"))
+        pin("8.1.0")
+        #expect(install().exitCode == 0)
+        fixture.bundle(name("8.2.0") + ".tar.bz2", TestBundle.lava(version: "8.2.0").filter {
+            if case .file("bin/lava-worker", _, _, _) = $0 { return false }
+            return true
+        })
+        pin("8.2.0")
+        let result = install()
+        #expect(result.exitCode == 1)
+        #expect(result.stderr.contains("has no executable bin/lava-worker"), "\(result.stderr)")
+        #expect(Files.readLink(fixture.root + "/opt/lava/current") == "releases/\(name("8.1.0"))")
+        #expect(try Files.list(releases)?.sorted() == [name("8.1.0")])
+    }
+
+    /// lava-boot owns only its own links in /usr/local/bin, and never shadows a system command.
+    @Test func usrLocalBinEntriesOfOthersAreLeftAlone() throws {
+        let bin = fixture.root + "/usr/local/bin"
+        try Files.makeDirectories(bin)
+        fixture.directory.write("root/usr/local/bin/lava-admin", "#!/bin/sh\necho operator's own\n", mode: 0o755)
+        symlink("/usr/bin/true", bin + "/lava-worker")
+        fixture.directory.write("root/usr/bin/ls", "#!/bin/sh\n", mode: 0o755)
+        fixture.bundle(name("8.2.0") + ".tar.bz2", TestBundle.lava(version: "8.2.0") + [.file("bin/ls", "#!/bin/sh\necho evil\n", mode: 0o755)])
+        pin(nil)
+        let result = install()
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        #expect(try Files.readText(bin + "/lava-admin") == "#!/bin/sh\necho operator's own\n", "an operator's file is kept")
+        #expect(Files.readLink(bin + "/lava-worker") == "/usr/bin/true", "a foreign link is kept")
+        #expect(!Files.exists(bin + "/ls"), "no shadow of a system command")
+        #expect(result.stderr.contains("leaving /usr/local/bin/lava-admin alone"), "\(result.stderr)")
+        #expect(result.stderr.contains("leaving /usr/local/bin/lava-worker alone"))
+        #expect(result.stderr.contains("not linking /usr/local/bin/ls: it would shadow /usr/bin/ls"))
+        #expect(Files.readLink("\(releases)/\(name("8.2.0"))/.boot/bin/lava-worker") == "../../bin/lava-worker", "the release's own links are made")
+    }
+
+    /// Two installs on one root: the second waits for the lock (and says so), both succeed.
+    @Test func concurrentInstallsTakeTurns() throws {
+        var entries = TestBundle.lava(version: "8.2.0")
+        for index in 0..<200 { entries.append(.file("lib/data\(index).txt", String(repeating: "data \(index)\n", count: 500))) }
+        fixture.bundle(name("8.2.0") + ".tar.bz2", entries)
+        pin(nil)
+        try Files.makeDirectories(fixture.root + "/opt/lava")
+        // Hold the lock here, so both installs must wait; then let them race for it.
+        let lock = open(fixture.root + "/opt/lava/.install.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        #expect(flock(lock, LOCK_EX) == 0)
+        let arguments = ["install", fixture.source, "prod", "core", "--realms-file", fixture.realmsFile, "--root", fixture.root]
+        let first = try RunningAgent(arguments), second = try RunningAgent(arguments)
+        #expect(waitUntil(timeout: 60) { first.log.contains("waiting for it to finish") && second.log.contains("waiting for it to finish") },
+                "\(first.log) \(second.log)")
+        close(lock)
+        #expect(waitUntil(timeout: 120) { first.status != nil && second.status != nil })
+        #expect(first.status == .exited(0), "\(first.log)")
+        #expect(second.status == .exited(0), "\(second.log)")
+        #expect(try Files.list(releases)?.sorted() == [name("8.2.0")], "no partial directory left")
+        #expect(try Files.readText("\(releases)/\(name("8.2.0"))/lib/data199.txt")?.hasPrefix("data 199") == true)
+    }
+
+    /// install.sh is streamed to its file: a 300 MB one costs no more memory than a small one.
+    @Test func largeInstallScriptIsStreamed() throws {
+        let script = "#!/bin/sh\nmkdir -p \"$3/bin\" && echo ok > \"$3/installed\"\nexit 0\n"
+        fixture.bundle("lava-7.9.0.tar.bz2", [.padded("install.sh", head: script, zeros: 300 << 20)])
+        pin("7.9.0")
+        let measured = PeakMemory.run(LavaBootBinary.path, ["install", fixture.source, "prod", "core", "--realms-file", fixture.realmsFile,
+                                                            "--root", fixture.root, "--level", "error"])
+        #expect(measured.exitCode == 0)
+        #expect(try Files.readText(fixture.root + "/usr/local/installed") == "ok\n")
+        #expect(measured.peakKiB < 64 * 1024, "peak RSS \(measured.peakKiB) KiB")
     }
 
     func findFiles(named name: String, under root: String) throws -> [String] {

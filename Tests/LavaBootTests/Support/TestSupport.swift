@@ -35,6 +35,8 @@ enum BundleEntry {
     case hardlink(String, target: String)
     case fifo(String)
     case characterDevice(String)
+    /// `head` followed by `zeros` zero bytes, written in chunks (never held whole).
+    case padded(String, head: String, zeros: Int, mode: mode_t = 0o755)
 }
 
 enum TestBundle {
@@ -48,6 +50,7 @@ enum TestBundle {
         for item in entries {
             let entry = archive_entry_new()!
             var data: [UInt8] = []
+            var zeros = 0
             switch item {
             case .file(let name, let text, let mode, let mtime):
                 data = Array(text.utf8)
@@ -80,12 +83,25 @@ enum TestBundle {
                 archive_entry_set_filetype(entry, 0o020000)
                 archive_entry_set_perm(entry, 0o644)
                 archive_entry_set_rdev(entry, 0x103)
+            case .padded(let name, let head, let count, let mode):
+                data = Array(head.utf8)
+                zeros = count
+                archive_entry_set_pathname(entry, name)
+                archive_entry_set_filetype(entry, 0o100000)
+                archive_entry_set_perm(entry, mode)
+                archive_entry_set_size(entry, la_int64_t(data.count + count))
             }
             archive_entry_set_uid(entry, 4242)
             archive_entry_set_gid(entry, 4242)
             precondition(archive_write_header(archive, entry) == ARCHIVE_OK, "write header: \(String(cString: archive_error_string(archive)))")
             if !data.isEmpty {
                 _ = data.withUnsafeBytes { archive_write_data(archive, $0.baseAddress, $0.count) }
+            }
+            let chunk = [UInt8](repeating: 0, count: 1 << 20)
+            while zeros > 0 {
+                let n = min(zeros, chunk.count)
+                _ = chunk.withUnsafeBytes { archive_write_data(archive, $0.baseAddress, n) }
+                zeros -= n
             }
             archive_entry_free(entry)
         }
@@ -131,13 +147,20 @@ enum LavaBootBinary {
 
     /// Runs lava-boot with exactly `environment` (plus PATH), stdout and stderr kept apart.
     static func run(_ arguments: [String], environment: [String: String] = [:]) -> CommandResult {
+        Command.run(path, arguments, environment: environment)
+    }
+}
+
+enum Command {
+    /// Runs `executable` with exactly `environment` (plus PATH), stdout and stderr kept apart.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) -> CommandResult {
         let scratch = TemporaryDirectory("run")
         let outPath = scratch.sub("stdout"), errPath = scratch.sub("stderr")
         let out = open(outPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         let err = open(errPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         var env = ["PATH=/usr/local/bin:/usr/bin:/bin"]
         for (key, value) in environment { env.append("\(key)=\(value)") }
-        var request = SpawnRequest(executable: path, arguments: arguments, environment: env)
+        var request = SpawnRequest(executable: executable, arguments: arguments, environment: env)
         request.standardOutput = out
         request.standardError = err
         let pid = try! Reaper.shared.spawn(request)
@@ -147,6 +170,26 @@ enum LavaBootBinary {
         return CommandResult(status: status,
                              stdout: (try? Files.readText(outPath)).flatMap { $0 } ?? "",
                              stderr: (try? Files.readText(errPath)).flatMap { $0 } ?? "")
+    }
+}
+
+/// Peak memory of one command, measured in a python3 parent of its own: this test process's
+/// own high-water mark is shared by every suite running beside it.
+enum PeakMemory {
+    static func run(_ executable: String, _ arguments: [String]) -> (exitCode: Int32, peakKiB: Int) {
+        let code = """
+            import resource, subprocess, sys
+            status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+            print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+            """
+        let python = (try? PeerScripts.python3()) ?? "/usr/bin/python3"
+        let result = Command.run(python, ["-c", code, executable] + arguments)
+        let fields = result.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count == 2, let status = Int32(fields[0]), let peak = Int(fields[1]) else {
+            Issue.record("cannot measure \(executable): \(result.stdout) \(result.stderr)")
+            return (-1, Int.max)
+        }
+        return (status, peak)
     }
 }
 
@@ -180,5 +223,38 @@ final class LocalFixture {
         var name = utsname()
         uname(&name)
         return withUnsafeBytes(of: name.machine) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+    }
+}
+
+/// A TCP listener on 127.0.0.1 that never accepts: it only tells whether anyone connected.
+final class LoopbackListener {
+    let fd: Int32
+    let port: UInt16
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        self.fd = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw LavaError.errno("bind", "127.0.0.1") }
+        port = UInt16(bigEndian: address.sin_port)
+    }
+
+    deinit { close(fd) }
+
+    /// Connections made so far (each accepted and closed here).
+    func pendingConnections() -> Int {
+        var count = 0
+        while true {
+            let client = accept(fd, nil, nil)
+            if client < 0 { return count }
+            close(client)
+            count += 1
+        }
     }
 }
