@@ -33,5 +33,12 @@ if [ "${FAKE_IGNORE_TERM:-0}" = 1 ]; then
 else
   trap 'note TERM; exit 0' TERM
 fi
+# FAKE_FORK_JOB=N: start a long "job" in the background (its pid in $record/job), exit 3 after N s.
+if [ -n "$FAKE_FORK_JOB" ]; then
+  sleep 300 &
+  [ -n "$record" ] && echo "$!" > "$record/job"
+  sleep "$FAKE_FORK_JOB"
+  exit 3
+fi
 echo "lava-worker started: $*"
 while :; do sleep 0.2; done

@@ -8,7 +8,23 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/prctl.h>
 #include <syslog.h>
+#include <sys/resource.h>
+
+extern int lava_close_range_refused;
+
+/* Child side, async-signal-safe: FD_CLOEXEC on every descriptor from `first` up to the limit. */
+static void child_mark_cloexec_from(int first) {
+    struct rlimit limit;
+    long last = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (1 << 20))
+        last = (long)limit.rlim_cur;
+    for (long fd = first; fd < last; fd++) {
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+}
 #include <unistd.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -82,8 +98,10 @@ int lava_spawn(const lava_spawn_attr *attr, pid_t *pid_out, const char **failed_
         }
         for (int i = 0; i < 3; i++)
             if (child_place_fd(fds[i], i) < 0) child_fail(report[1], STEP_DUP);
-        /* Nothing else of the parent's crosses exec; close_range has no glibc wrapper before 2.34. */
-        syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+        /* Nothing else of the parent's crosses exec; close_range has no glibc wrapper before 2.34.
+           Kernels before 5.11 (or a seccomp filter) refuse it: then mark each descriptor. */
+        if (lava_close_range_refused || syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+            child_mark_cloexec_from(3);
 
         /* Order matters: groups and gid need privilege that setuid gives up. */
         if (attr->change_ids) {
@@ -128,4 +146,14 @@ int lava_pipe_cloexec(int fds[2]) {
 
 int lava_rename_exchange(int dirfd, const char *a, const char *b) {
     return renameat2(dirfd, a, dirfd, b, RENAME_EXCHANGE);
+}
+
+int lava_close_range_refused = 0;
+
+void lava_set_close_range_refused(int refused) {
+    lava_close_range_refused = refused;
+}
+
+int lava_become_subreaper(void) {
+    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }

@@ -86,11 +86,12 @@ public final class AWSContext: Sendable {
         "https://\(service.rawValue).\(region).\(dnsSuffix)"
     }
 
-    public func client(_ service: AWSService, defaultAttempts: Int = RetryPolicy.defaultAttempts) throws(LavaError) -> AWSServiceClient {
+    public func client(_ service: AWSService, defaultAttempts: Int = RetryPolicy.defaultAttempts,
+                       throttlingBudget: Double? = nil) throws(LavaError) -> AWSServiceClient {
         let serviceLogger = logger.with(component: service.rawValue)
         let http = try HTTPClient(configuration: HTTPClient.Configuration()) { line in serviceLogger.debug("\(line)") }
-        return AWSServiceClient(context: self, service: service, http: http,
-                                retry: try RetryPolicy.from(environment: environment, defaultAttempts: defaultAttempts),
-                                logger: serviceLogger)
+        var retry = try RetryPolicy.from(environment: environment, defaultAttempts: defaultAttempts)
+        retry.throttlingBudget = throttlingBudget
+        return AWSServiceClient(context: self, service: service, http: http, retry: retry, logger: serviceLogger)
     }
 }

@@ -91,15 +91,19 @@ public final class AWSServiceClient: Sendable {
 
     private func withRetries<T>(_ request: AWSRequest, _ attempt: (HTTPRequest) throws(LavaError) -> Outcome<T>) throws(LavaError) -> T {
         var number = 1
+        var throttles = 0
+        let start = Clock.monotonicSeconds()
         while true {
             let failure: LavaError
             var retryable: Bool
+            var throttled = false
             do throws(LavaError) {
                 switch try attempt(try sign(request)) {
                 case .done(let value): return value
                 case .failed(let error):
                     failure = LavaError(.aws, "\(service.rawValue) \(request.operation): \(error.summary)")
                     retryable = error.isRetryable
+                    throttled = error.isThrottling
                     if ["ExpiredToken", "ExpiredTokenException", "RequestExpired"].contains(error.code) {
                         context.credentials.invalidate()
                         retryable = true
@@ -110,11 +114,17 @@ public final class AWSServiceClient: Sendable {
                 failure = error
                 retryable = error.isTransientHTTPFailure
             }
-            guard retryable, number < retry.maxAttempts else {
+            var delay = retry.delay(afterAttempt: number)
+            var withinBudget = number < retry.maxAttempts
+            if throttled, let budget = retry.throttlingBudget {
+                throttles += 1
+                delay = retry.throttlingDelay(afterThrottles: throttles)
+                withinBudget = Clock.monotonicSeconds() - start + delay < budget
+            }
+            guard retryable, withinBudget else {
                 throw number > 1 ? LavaError(failure.code, "\(failure.message) (gave up after \(number) attempts)") : failure
             }
-            let delay = retry.delay(afterAttempt: number)
-            logger.debug("retrying \(service.rawValue) \(request.operation) in \(Int(delay * 1000)) ms (attempt \(number + 1) of \(retry.maxAttempts)): \(failure.message)")
+            logger.debug("retrying \(service.rawValue) \(request.operation) in \(Int(delay * 1000)) ms (attempt \(number + 1)): \(failure.message)")
             Clock.sleep(seconds: delay)
             number += 1
         }

@@ -9,10 +9,18 @@ public struct RetryPolicy: Sendable {
     public var maxAttempts: Int
     public var baseDelay: Double
     public var maximumDelay: Double
+    /// When set, throttling is retried for this long (seconds from the first attempt) whatever
+    /// `maxAttempts` says, each wait drawn from a window that starts at `throttlingBaseDelay`
+    /// and doubles up to `throttlingMaximumDelay`: a fleet booting at once spreads its reads over
+    /// what the table can serve instead of hammering it (SPEC §9).
+    public var throttlingBudget: Double?
+    public var throttlingBaseDelay = 4.0
+    public var throttlingMaximumDelay = 60.0
 
     public static let defaultAttempts = 3
     /// Reading the realms table at boot: a fleet booting at once is throttled by a 3 RCU table.
     public static let realmsTableAttempts = 10
+    public static let realmsTableThrottlingBudget = 15.0 * 60
 
     public init(maxAttempts: Int, baseDelay: Double = 1, maximumDelay: Double = 20) {
         self.maxAttempts = max(1, maxAttempts)
@@ -32,7 +40,16 @@ public struct RetryPolicy: Sendable {
         }
         var base = 1.0
         if let text = environment["LAVA_BOOT_RETRY_BASE_SECONDS"], let value = Double(text), value >= 0 { base = value }
-        return RetryPolicy(maxAttempts: attempts, baseDelay: base)
+        var policy = RetryPolicy(maxAttempts: attempts, baseDelay: base)
+        policy.throttlingBaseDelay *= base
+        policy.throttlingMaximumDelay *= base
+        return policy
+    }
+
+    /// The wait before the next try after `throttles` throttled ones.
+    public func throttlingDelay(afterThrottles throttles: Int) -> Double {
+        let ceiling = min(throttlingMaximumDelay, throttlingBaseDelay * Double(1 << min(throttles - 1, 20)))
+        return Double.random(in: 0...1) * ceiling
     }
 
     /// The wait before attempt `attempt + 1` (attempt counts from 1).

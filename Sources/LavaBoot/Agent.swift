@@ -23,6 +23,8 @@ public struct BootSettings: Sendable {
     public var userMode: Bool
     /// The agent's own environment, handed to scriptlets (never to workers).
     public var environment: [String]
+    /// Where the daemons' process groups are recorded for the next agent.
+    public var records: DaemonRecords?
 
     public init(root: HostRoot, installer: InstallerKind, scriptTimeout: Double, stopTimeout: Double?, userMode: Bool, environment: [String]) {
         self.root = root
@@ -58,7 +60,8 @@ public final class Agent: Sendable {
     /// Runs the whole boot and the agent's life; returns when drained.
     public func run() throws(LavaError) {
         let runner = ScriptletRunner(area: area, arguments: [plan.source.description, plan.realm, plan.worker],
-                                     timeout: settings.scriptTimeout, environment: settings.environment, logger: logger)
+                                     timeout: settings.scriptTimeout, environment: settings.environment,
+                                     cancel: trigger.descriptor, logger: logger)
         var started = false
         for scriptlet in plan.scriptlets {
             if trigger.current != nil { break }
@@ -72,7 +75,9 @@ public final class Agent: Sendable {
                 }
                 continue
             }
-            if try runner.run(scriptlet) == .aborted {
+            let outcome = try runner.run(scriptlet)
+            if outcome == .stopped { break }
+            if outcome == .aborted {
                 throw LavaError(.process, "scriptlet \(scriptlet.name) exited with status 1; boot aborted"
                                 + (started ? "" : " before the workers were installed"))
             }
@@ -93,10 +98,17 @@ public final class Agent: Sendable {
         }
         try DispatchDirectory.prepare(root: settings.root, realm: plan.realm,
                                       group: settings.userMode ? nil : Accounts.group(Accounts.groupName))
-        let installer = Installer(root: settings.root, area: area, preferred: settings.installer, logger: logger.with(component: "install"))
+        var installer = Installer(root: settings.root, area: area, preferred: settings.installer, logger: logger.with(component: "install"))
+        let trigger = self.trigger
+        installer.isCancelled = { trigger.current != nil }
         var releases = [String: InstalledRelease]()
-        for release in try installer.installAll(plan.packagesToInstall.map(\.package)) {
-            releases[release.package.fileName] = release
+        do {
+            for release in try installer.installAll(plan.packagesToInstall.map(\.package)) {
+                releases[release.package.fileName] = release
+            }
+        } catch where error.code == .stopped {
+            logger.warning("\(error.message); starting no workers")
+            return
         }
 
         let invoking = Accounts.currentUser()
@@ -116,7 +128,7 @@ public final class Agent: Sendable {
                                         workingDirectory: home, identity: account?.identity))
             }
         }
-        let supervisor = try Supervisor(specs: specs, logger: logger.with(component: "supervisor"))
+        let supervisor = try Supervisor(specs: specs, logger: logger.with(component: "supervisor"), records: settings.records)
         supervisorBox.set(supervisor)
         supervisor.start()
     }

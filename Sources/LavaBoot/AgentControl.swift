@@ -15,12 +15,17 @@ public final class AgentControl: Sendable {
     private let lock: AgentLock
     private let server: ControlServer
     private let drained = DispatchSemaphore(value: 0)
+    /// Where the supervisor records its daemons' process groups for the next agent.
+    public let records: DaemonRecords
 
     /// Takes the single-agent lock on `root` first: a second agent fails here, changing nothing.
     public init(root: HostRoot, agent: @escaping @Sendable () -> Agent?, trigger: StopTrigger, startedAt: Double,
                 identity: (realm: String, worker: String, source: String), logger: Logger) throws(LavaError) {
         let directory = AgentDirectory(root: root)
         lock = try AgentLock.acquire(directory)
+        records = DaemonRecords(directory: directory.path)
+        // An agent that died (SIGKILL, OOM) left its daemons running: never two sets at once.
+        records.stopLeftovers(logger: logger)
         let drained = self.drained
         do {
             server = try ControlServer(directory: directory, log: { line in logger.debug("\(line)") }) { request in

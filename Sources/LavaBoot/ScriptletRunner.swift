@@ -14,6 +14,8 @@ public enum ScriptletOutcome: Equatable, Sendable {
     case aborted
     /// Any other exit, a signal or the timeout: logged, the boot goes on.
     case failed(String)
+    /// A stop trigger ended it: no later scriptlet runs.
+    case stopped
 }
 
 /// Runs one `_boot_/` scriptlet: fetched into a private 0700 directory, run from there as
@@ -24,8 +26,11 @@ public struct ScriptletRunner: Sendable {
     public var timeout: Double
     public var environment: [String]
     public var logger: Logger
+    /// Readable once the boot is to stop.
+    public var cancel: Int32?
 
-    public init(area: any CodeArea, arguments: [String], timeout: Double, environment: [String], logger: Logger) {
+    public init(area: any CodeArea, arguments: [String], timeout: Double, environment: [String], cancel: Int32?, logger: Logger) {
+        self.cancel = cancel
         self.area = area
         self.arguments = arguments
         self.timeout = timeout
@@ -45,8 +50,14 @@ public struct ScriptletRunner: Sendable {
                                    workingDirectory: directory)
         log.info("running \(scriptlet.name)")
         let start = Clock.monotonicSeconds()
-        let result = try Subprocess.run(request, timeout: .init(seconds: timeout, killAfter: 10)) { line in log.info("\(line)") }
+        let result = try Subprocess.run(request, timeout: .init(seconds: timeout, killAfter: 10), cancel: cancel) { line in
+            log.info("\(line)")
+        }
         let took = Int(Clock.monotonicSeconds() - start)
+        if result.cancelled {
+            log.warning("\(scriptlet.name) stopped after \(took) s for the stop (\(result.status))")
+            return .stopped
+        }
         if result.timedOut {
             log.error("\(scriptlet.name) timed out after \(took) s (\(result.status)); the boot goes on")
             return .failed("timed out")

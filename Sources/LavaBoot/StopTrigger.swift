@@ -1,3 +1,4 @@
+import CShim
 import Dispatch
 import LavaSystem
 import Synchronization
@@ -20,8 +21,17 @@ public struct StopReason: Sendable, Equatable {
 public final class StopTrigger: Sendable {
     private let reason = Mutex<(StopReason, Double)?>(nil)
     private let fired = DispatchSemaphore(value: 0)
+    private let firedPipe: (read: Int32, write: Int32)
 
-    public init() {}
+    public init() {
+        var fds: [Int32] = [-1, -1]
+        // Without it a running scriptlet would only see the stop at its end: that must not be.
+        precondition(lava_pipe_cloexec(&fds) == 0, "pipe2 for the stop trigger: \(String(cString: strerror(errno)))")
+        firedPipe = (fds[0], fds[1])
+    }
+
+    /// Turns readable once a trigger has fired (and stays so), for poll() loops.
+    public var descriptor: Int32 { firedPipe.read }
 
     /// Records the first reason; later ones are ignored. Returns whether this one was first.
     @discardableResult
@@ -31,7 +41,11 @@ public final class StopTrigger: Sendable {
             current = (stop, Clock.monotonicSeconds())
             return true
         }
-        if first { fired.signal() }
+        if first {
+            var byte: UInt8 = 1
+            _ = write(firedPipe.write, &byte, 1)
+            fired.signal()
+        }
         return first
     }
 

@@ -6,14 +6,12 @@ import Synchronization
 
 /// The agent's state directory, `<root>/run/lava-boot`: its pid file and control socket.
 public struct AgentDirectory: Sendable, Equatable {
-    public var path: String
+    static let imagePath = "/run/lava-boot"
+    public let root: HostRoot
+    public var path: String { root.path(AgentDirectory.imagePath) }
 
     public init(root: HostRoot) {
-        path = root.path("/run/lava-boot")
-    }
-
-    public init(path: String) {
-        self.path = path
+        self.root = root
     }
 
     public var socketPath: String { Paths.join(path, "control.sock") }
@@ -40,7 +38,7 @@ public final class AgentLock: Sendable {
     /// Creates the directory (0755), locks the pid file and writes this process's pid into it.
     /// Fails with `.agentRunning` when another agent holds the lock, even one in this process.
     public static func acquire(_ directory: AgentDirectory) throws(LavaError) -> AgentLock {
-        try prepare(directory.path)
+        try prepare(directory)
         let pidPath = directory.pidPath
         // flock locks belong to the open file description, so a second open() in this process
         // conflicts with the first exactly as another process would.
@@ -96,18 +94,20 @@ public final class AgentLock: Sendable {
 
     /// `mkdir -p`, then make sure the directory is one only root (or this user) can write, since
     /// the pid file and the socket in it are trusted.
-    private static func prepare(_ path: String) throws(LavaError) {
-        try Files.makeDirectories(path, mode: 0o755)
-        var info = stat()
-        if lstat(path, &info) != 0 { throw .errno("lstat", path) }
-        guard (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw LavaError(.system, "\(path) is not a directory; remove it and start lava-boot again")
+    private static func prepare(_ directory: AgentDirectory) throws(LavaError) {
+        let path = directory.path
+        let handle: Directory
+        do {
+            handle = try directory.root.openDirectory(AgentDirectory.imagePath, create: true)
+        } catch {
+            throw LavaError(.system, "\(error.message); remove it and start lava-boot again")
         }
+        guard let info = handle.status() else { throw .errno("fstat", path) }
         let euid = geteuid()
         guard info.st_uid == 0 || info.st_uid == euid else {
             throw LavaError(.system, "\(path) belongs to uid \(info.st_uid), not root; remove it and start lava-boot again")
         }
-        if info.st_mode & 0o7777 != 0o755, info.st_uid == euid, chmod(path, 0o755) != 0 {
+        if info.st_mode & 0o7777 != 0o755, info.st_uid == euid, fchmod(handle.descriptor, 0o755) != 0 {
             throw .errno("chmod", path)
         }
         if info.st_mode & 0o022 != 0, info.st_uid != euid {

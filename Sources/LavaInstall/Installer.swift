@@ -34,6 +34,9 @@ public struct Installer: Sendable {
     public let area: any CodeArea
     public let preferred: InstallerKind
     public let logger: Logger
+    /// Polled between packages and archive entries: a stop requested meanwhile ends the
+    /// install (nothing half-installed: the partial tree is removed).
+    public var isCancelled: @Sendable () -> Bool = { false }
 
     public init(root: HostRoot, area: any CodeArea, preferred: InstallerKind, logger: Logger) {
         self.root = root
@@ -60,7 +63,10 @@ public struct Installer: Sendable {
     public func installAll(_ packages: [SelectedPackage]) throws(LavaError) -> [InstalledRelease] {
         let lock = try InstallLock(root: root, logger: logger)
         let result = Result { () throws(LavaError) -> [InstalledRelease] in
-            let releases = try packages.map { (package) throws(LavaError) in try install(package) }
+            let releases = try packages.map { (package) throws(LavaError) in
+                if isCancelled() { throw LavaError(.stopped, "stopped before \(package.name.fileName) was installed") }
+                return try install(package)
+            }
             if let current = releases.first { try makeCurrent(current) }
             return releases
         }
@@ -129,7 +135,7 @@ public struct Installer: Sendable {
         let stream = try area.open(selected.object.key)
         let progress = ProgressReporter(logger: logger, label: "extracting \(selected.name.fileName)", total: selected.object.size)
         let reader = try ArchiveReader(stream: stream, displayName: area.displayName(selected.object.key)) { progress.add($0) }
-        let summary = try SafeExtractor(reservedNames: Installer.reservedNames).extract(reader, into: directory)
+        let summary = try SafeExtractor(reservedNames: Installer.reservedNames, isCancelled: isCancelled).extract(reader, into: directory)
         logger.debug("read \(formatBytes(progress.bytes)) in \(Int(progress.elapsed * 1000)) ms")
         return summary
     }

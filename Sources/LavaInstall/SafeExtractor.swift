@@ -30,6 +30,7 @@ public struct ExtractionSummary: Sendable, Equatable {
 struct SafeExtractor {
     /// Top-level names the installer writes itself (`.boot`): a bundle may not bring them.
     var reservedNames: Set<String> = []
+    var isCancelled: @Sendable () -> Bool = { false }
 
     private struct PendingDirectory {
         var components: [String]
@@ -47,6 +48,7 @@ struct SafeExtractor {
         var symlinks = [[String]]()
 
         while let entry = try reader.nextEntry() {
+            if isCancelled() { throw LavaError(.stopped, "stopped while extracting \(reader.displayName)") }
             guard let rawPath = entry.entryPathname else {
                 throw refuse(reader, "an entry whose name is not UTF-8")
             }

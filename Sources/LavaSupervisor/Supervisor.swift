@@ -56,7 +56,10 @@ public struct RestartBackoff: Sendable {
 }
 
 /// Starts the daemons as direct children, restarts any that exits while not stopping, and
-/// drains them on request. Exits arrive from the process's one Reaper; output from one pump thread.
+/// drains them on request. Exits arrive from the process's one Reaper; output and timers run on
+/// one event-loop thread. The state lock is never held while forking, logging or signalling.
+/// Each daemon leads its own process group: when it exits, whatever it left there gets SIGTERM
+/// and, 10 s later, SIGKILL, and its successor starts only once the group is gone.
 public final class Supervisor: Sendable {
     private struct Daemon {
         var spec: DaemonSpec
@@ -66,23 +69,35 @@ public final class Supervisor: Sendable {
         var nextDelay: Double
         var phase: DaemonState.Phase = .stopped
         var lastExit: String?
-        /// Bumped on every start, so a stale restart timer does nothing.
+        /// Bumped on every start, so a stale restart timer or exit does nothing.
         var generation = 0
+        /// The daemon's output pipe on the loop, while it runs.
+        var output: EventLoop.SourceID?
+        /// The group of the last run, which must be gone before the next starts.
+        var lastGroup: pid_t?
+        /// An exit the Reaper reported before the spawn was recorded.
+        var earlyExit: (generation: Int, status: ExitStatus)?
     }
 
     private struct State {
         var daemons: [Daemon]
         var stopping = false
+        /// Process groups of daemons that started and may still have members.
+        var groups: [DaemonGroup] = []
     }
 
     private let state: Mutex<State>
     private let logger: Logger
     private let backoff: RestartBackoff
     private let loop: EventLoop
+    private let records: DaemonRecords?
+    static let groupKillGrace = 10.0
 
-    public init(specs: [DaemonSpec], logger: Logger, backoff: RestartBackoff = RestartBackoff()) throws(LavaError) {
+    public init(specs: [DaemonSpec], logger: Logger, backoff: RestartBackoff = RestartBackoff(),
+                records: DaemonRecords? = nil) throws(LavaError) {
         self.logger = logger
         self.backoff = backoff
+        self.records = records
         loop = try EventLoop()
         state = Mutex(State(daemons: specs.map { Daemon(spec: $0, nextDelay: backoff.initial) }))
     }
@@ -115,82 +130,159 @@ public final class Supervisor: Sendable {
     }
 
     private func launch(_ index: Int) {
-        state.withLock { state in
-            guard !state.stopping else { return }
-            var daemon = state.daemons[index]
-            let log = logger(for: daemon.spec)
-            daemon.generation += 1
-            var fds: [Int32] = [0, 0]
-            guard lava_pipe_cloexec(&fds) == 0 else {
-                log.error("cannot start: pipe2: \(String(cString: strerror(errno)))")
-                return
-            }
-            var request = SpawnRequest(executable: daemon.spec.executable, arguments: daemon.spec.arguments,
-                                       environment: daemon.spec.environment, workingDirectory: daemon.spec.workingDirectory)
-            request.argumentZero = "lava-worker"
-            request.standardOutput = fds[1]
-            request.standardError = fds[1]
-            request.identity = daemon.spec.identity
-            // Its own process group, so SIGKILL at the deadline takes the worker's jobs too.
-            request.newProcessGroup = true
-            let generation = daemon.generation
-            do throws(LavaError) {
-                let pid = try Reaper.shared.spawn(request) { [self] status in self.exited(index, generation: generation, status: status) }
-                close(fds[1])
-                daemon.pid = pid
-                daemon.startedAt = Clock.monotonicSeconds()
-                daemon.phase = .running
-                state.daemons[index] = daemon
-                let output = log.with(component: "lava-worker")
-                loop.add(fds[0]) { line in output.info("\(line)") }
-                log.info("started \(daemon.spec.worker) daemon \(daemon.spec.index) (pid \(pid), lava \(daemon.spec.version))")
-            } catch {
-                close(fds[0])
-                close(fds[1])
-                daemon.lastExit = error.message
-                state.daemons[index] = daemon
-                log.error("cannot start \(daemon.spec.worker) daemon \(daemon.spec.index): \(error.message)")
-                scheduleRestart(index, state: &state)
-            }
+        let ticket: (DaemonSpec, Int)? = state.withLock { state in
+            guard !state.stopping else { return nil }
+            state.daemons[index].generation += 1
+            return (state.daemons[index].spec, state.daemons[index].generation)
         }
+        guard let (spec, generation) = ticket else { return }
+        let log = logger(for: spec)
+        var fds: [Int32] = [0, 0]
+        guard lava_pipe_cloexec(&fds) == 0 else {
+            log.error("cannot start: pipe2: \(String(cString: strerror(errno)))")
+            scheduleRestart(index, generation: generation)
+            return
+        }
+        var request = SpawnRequest(executable: spec.executable, arguments: spec.arguments,
+                                   environment: spec.environment, workingDirectory: spec.workingDirectory)
+        request.argumentZero = "lava-worker"
+        request.standardOutput = fds[1]
+        request.standardError = fds[1]
+        request.identity = spec.identity
+        // Its own process group, so what it leaves behind can be found and stopped.
+        request.newProcessGroup = true
+        let pid: pid_t
+        do throws(LavaError) {
+            pid = try Reaper.shared.spawn(request) { [self] status in self.exited(index, generation: generation, status: status) }
+        } catch {
+            close(fds[0])
+            close(fds[1])
+            state.withLock { $0.daemons[index].lastExit = error.message }
+            log.error("cannot start \(spec.worker) daemon \(spec.index): \(error.message)")
+            scheduleRestart(index, generation: generation)
+            return
+        }
+        close(fds[1])
+        let group = DaemonGroup(id: pid, startTime: ProcessTable.startTime(of: pid) ?? 0)
+        let output = log.with(component: "lava-worker")
+        let source = loop.add(fds[0]) { line in output.info("\(line)") }
+        let early: ExitStatus? = state.withLock { state in
+            state.groups.append(group)
+            state.daemons[index].pid = pid
+            state.daemons[index].output = source
+            state.daemons[index].startedAt = Clock.monotonicSeconds()
+            state.daemons[index].phase = .running
+            guard let early = state.daemons[index].earlyExit, early.generation == generation else { return nil }
+            state.daemons[index].earlyExit = nil
+            return early.status
+        }
+        recordGroups()
+        log.info("started \(spec.worker) daemon \(spec.index) (pid \(pid), lava \(spec.version))")
+        if let early { exited(index, generation: generation, status: early) }
     }
 
-    /// On the reaper thread.
+    /// On the reaper thread (or just after a spawn that the exit overtook).
     private func exited(_ index: Int, generation: Int, status: ExitStatus) {
-        state.withLock { state in
+        let outcome: (spec: DaemonSpec, pid: pid_t, output: EventLoop.SourceID?, uptime: Double, stopping: Bool, delay: Double)? = state.withLock { state in
             var daemon = state.daemons[index]
-            guard daemon.generation == generation else { return }
-            let log = logger(for: daemon.spec)
-            let uptime = daemon.startedAt.map { Clock.monotonicSeconds() - $0 } ?? 0
-            daemon.pid = nil
-            daemon.lastExit = status.description
-            state.daemons[index] = daemon
-            if state.stopping {
-                state.daemons[index].phase = .stopped
-                log.info("\(daemon.spec.worker) daemon \(daemon.spec.index) exited (\(status)) after \(Int(uptime)) s")
-                return
+            guard daemon.generation == generation else { return nil }
+            guard let pid = daemon.pid else {
+                daemon.earlyExit = (generation, status)  // launch() records the pid, then handles this
+                state.daemons[index] = daemon
+                return nil
             }
-            if uptime >= backoff.resetAfter { state.daemons[index].nextDelay = backoff.initial }
-            log.error("\(daemon.spec.worker) daemon \(daemon.spec.index) exited (\(status)) after \(Int(uptime)) s; restarting in \(formatSeconds(state.daemons[index].nextDelay))")
-            scheduleRestart(index, state: &state)
+            let uptime = daemon.startedAt.map { Clock.monotonicSeconds() - $0 } ?? 0
+            let output = daemon.output
+            daemon.pid = nil
+            daemon.output = nil
+            daemon.lastGroup = pid
+            daemon.lastExit = status.description
+            if state.stopping {
+                daemon.phase = .stopped
+            } else {
+                if uptime >= backoff.resetAfter { daemon.nextDelay = backoff.initial }
+                daemon.phase = .restarting
+                daemon.restarts += 1
+            }
+            state.daemons[index] = daemon
+            return (daemon.spec, pid, output, uptime, state.stopping, daemon.nextDelay)
+        }
+        guard let outcome else { return }
+        if let output = outcome.output { loop.retire(output) }
+        let log = logger(for: outcome.spec)
+        let what = "\(outcome.spec.worker) daemon \(outcome.spec.index) exited (\(status)) after \(Int(outcome.uptime)) s"
+        if outcome.stopping {
+            log.info("\(what)")
+        } else {
+            log.error("\(what); restarting in \(formatSeconds(outcome.delay))")
+        }
+        stopLeftovers(of: outcome.pid, log: log)
+        if !outcome.stopping { scheduleRestart(index, generation: generation) }
+    }
+
+    /// SIGTERM to whatever the daemon left in its group, SIGKILL `groupKillGrace` later.
+    private func stopLeftovers(of group: pid_t, log: Logger) {
+        guard ProcessTable.groupExists(group) else { return forget(group) }
+        log.warning("processes the daemon started are still running in its group \(group); sending them SIGTERM")
+        kill(-group, SIGTERM)
+        loop.schedule(after: Supervisor.groupKillGrace) { [self] in
+            guard ProcessTable.groupExists(group) else { return forget(group) }
+            log.error("processes of group \(group) ignored SIGTERM; sending SIGKILL")
+            kill(-group, SIGKILL)
+        }
+        waitForGroup(group)
+    }
+
+    /// Polls, on the loop, until the group is gone, then drops it from the records.
+    private func waitForGroup(_ group: pid_t) {
+        loop.schedule(after: 0.1) { [self] in
+            if ProcessTable.groupExists(group) { waitForGroup(group) } else { forget(group) }
         }
     }
 
-    private func scheduleRestart(_ index: Int, state: inout State) {
-        let delay = state.daemons[index].nextDelay
-        state.daemons[index].nextDelay = min(backoff.maximum, delay * 2)
-        state.daemons[index].phase = .restarting
-        state.daemons[index].restarts += 1
-        let generation = state.daemons[index].generation
-        loop.schedule(after: delay) { [self] in
-            let current = self.state.withLock { $0.daemons[index].generation == generation && !$0.stopping }
-            if current { self.launch(index) }
+    private func forget(_ group: pid_t) {
+        let removed = state.withLock { state in
+            let before = state.groups.count
+            state.groups.removeAll { $0.id == group }
+            return before != state.groups.count
         }
+        if removed { recordGroups() }
+    }
+
+    private func recordGroups() {
+        guard let records else { return }
+        let groups = state.withLock { $0.groups }
+        do { try records.write(groups) } catch { logger.warning("cannot record the daemons: \(error.message)") }
+    }
+
+    /// After the backoff, and once the previous run's group is gone, starts the next run.
+    private func scheduleRestart(_ index: Int, generation: Int) {
+        let delay: Double? = state.withLock { state in
+            guard state.daemons[index].generation == generation, !state.stopping else { return nil }
+            let delay = state.daemons[index].nextDelay
+            state.daemons[index].nextDelay = min(backoff.maximum, delay * 2)
+            state.daemons[index].phase = .restarting
+            return delay
+        }
+        guard let delay else { return }
+        loop.schedule(after: delay) { [self] in self.restartWhenClear(index, generation: generation) }
+    }
+
+    private func restartWhenClear(_ index: Int, generation: Int) {
+        let (current, lastGroup): (Bool, pid_t?) = state.withLock { state in
+            (state.daemons[index].generation == generation && !state.stopping, state.daemons[index].lastGroup)
+        }
+        guard current else { return }
+        if let lastGroup, ProcessTable.groupExists(lastGroup) {
+            loop.schedule(after: 0.1) { [self] in self.restartWhenClear(index, generation: generation) }
+            return
+        }
+        launch(index)
     }
 
     /// Stops every daemon: `signal` first (workers finish in-flight jobs), SIGTERM at
-    /// `terminateAt` (monotonic seconds) for those still running, SIGKILL `killGrace` later.
-    /// Returns once every daemon has been reaped.
+    /// `terminateAt` (monotonic seconds) for those still running, SIGKILL `killGrace` later to
+    /// the daemon's whole group. Returns once every daemon has been reaped and every group is gone.
     public func drain(signal: Int32 = SIGHUP, terminateAt: Double, killGrace: Double = 10) {
         let running: [(pid_t, DaemonSpec)] = state.withLock { state in
             state.stopping = true
@@ -203,17 +295,24 @@ public final class Supervisor: Sendable {
             logger(for: spec).info("sending \(signalName(signal)) to \(spec.worker) daemon \(spec.index) (pid \(pid))")
             kill(pid, signal)
         }
-        if waitForAll(until: terminateAt) { return }
-        for (pid, spec) in remaining() {
-            logger(for: spec).warning("\(spec.worker) daemon \(spec.index) still running at the deadline; sending SIGTERM (pid \(pid))")
-            kill(pid, SIGTERM)
+        if !waitForAll(until: terminateAt) {
+            for (pid, spec) in remaining() {
+                logger(for: spec).warning("\(spec.worker) daemon \(spec.index) still running at the deadline; sending SIGTERM (pid \(pid))")
+                kill(pid, SIGTERM)
+            }
+            if !waitForAll(until: Clock.monotonicSeconds() + killGrace) {
+                for (pid, spec) in remaining() {
+                    logger(for: spec).error("\(spec.worker) daemon \(spec.index) ignored SIGTERM; sending SIGKILL to it and its processes (pid \(pid))")
+                    kill(-pid, SIGKILL)
+                }
+                _ = waitForAll(until: Clock.monotonicSeconds() + 30)
+            }
         }
-        if waitForAll(until: Clock.monotonicSeconds() + killGrace) { return }
-        for (pid, spec) in remaining() {
-            logger(for: spec).error("\(spec.worker) daemon \(spec.index) ignored SIGTERM; sending SIGKILL to it and its processes (pid \(pid))")
-            kill(-pid, SIGKILL)
+        // Exits queued the leftovers' SIGTERM and SIGKILL: wait for them to take effect.
+        let deadline = Clock.monotonicSeconds() + Supervisor.groupKillGrace + 5
+        while !state.withLock({ $0.groups.isEmpty }) && Clock.monotonicSeconds() < deadline {
+            Clock.sleep(seconds: 0.05)
         }
-        _ = waitForAll(until: Clock.monotonicSeconds() + 30)
     }
 
     private func remaining() -> [(pid_t, DaemonSpec)] {

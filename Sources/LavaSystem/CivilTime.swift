@@ -45,6 +45,14 @@ public struct CivilTime: Sendable, Equatable {
 extension CivilTime {
     /// Seconds since the epoch of an ISO 8601 UTC time as AWS writes it
     /// (`2026-11-23T19:04:05Z`, `2026-11-23T19:04:05.123Z`, `...+00:00`), or nil.
+    static func days(inMonth month: Int, of year: Int) -> Int {
+        switch month {
+        case 2: return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
     public static func epochSeconds(iso8601 text: String) -> Double? {
         let bytes = Array(text.utf8)
         func number(_ start: Int, _ count: Int) -> Int? {
@@ -58,7 +66,7 @@ extension CivilTime {
         }
         guard bytes.count >= 20, let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
               let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+              (1...12).contains(month), (1...CivilTime.days(inMonth: month, of: year)).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
         var index = 19
         var fraction = 0.0
         if bytes[index] == UInt8(ascii: ".") {

@@ -21,6 +21,8 @@ public struct LavaError: Error, CustomStringConvertible, Sendable, Equatable {
         public static let install = Code("install")
         public static let system = Code("system")
         public static let process = Code("process")
+        /// Work given up because a stop was requested.
+        public static let stopped = Code("stopped")
     }
 
     public var code: Code

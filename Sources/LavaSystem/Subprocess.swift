@@ -112,59 +112,35 @@ public enum Subprocess {
     public struct Result: Sendable {
         public var status: ExitStatus
         public var timedOut: Bool
+        /// The `cancel` descriptor became readable and the child was stopped for it.
+        public var cancelled = false
     }
 
-    public static func run(_ request: SpawnRequest, timeout: Timeout? = nil,
+    /// Runs a child until it exits, handing its output (stdout and stderr) to `onLine` line by
+    /// line. The child is done when its own process exits: output of anything it left running
+    /// is read for at most `lingering` seconds more, never waited for. At the timeout, or once
+    /// `cancel` becomes readable, its process group gets SIGTERM, then SIGKILL `killAfter` later.
+    public static func run(_ request: SpawnRequest, timeout: Timeout? = nil, cancel: Int32? = nil, lingering: Double = 1,
                            onLine: (String) -> Void) throws(LavaError) -> Result {
-        let (pid, fds) = try spawnWithPipes(request, separateStandardError: false)
-        defer { fds.forEach { close($0) } }
+        let child = try ChildProcess(request, separateStandardError: false)
         var pending = [UInt8]()
-        let timedOut = try pump(fds, pid: pid, timeout: timeout) { _, bytes in
+        let result = try child.pump(timeout: timeout, cancel: cancel, lingering: lingering) { _, bytes in
             pending.append(contentsOf: bytes)
             LineSplitter.emit(&pending, onLine: onLine)
         }
         if !pending.isEmpty { onLine(String(decoding: pending, as: UTF8.self)) }
-        let status = Reaper.shared.wait(pid)
-        return Result(status: status, timedOut: timedOut)
-    }
-
-    /// Spawns `request` in its own process group with stdout (and stderr, or a pipe of its own)
-    /// on pipes; returns the pid and the read ends.
-    private static func spawnWithPipes(_ request: SpawnRequest, separateStandardError: Bool) throws(LavaError) -> (pid_t, [Int32]) {
-        var pipes = [[Int32]]()
-        for _ in 0..<(separateStandardError ? 2 : 1) {
-            var fds: [Int32] = [0, 0]
-            if lava_pipe_cloexec(&fds) != 0 {
-                pipes.joined().forEach { close($0) }
-                throw .errno("pipe2")
-            }
-            pipes.append(fds)
-        }
-        var request = request
-        request.newProcessGroup = true
-        request.standardOutput = pipes[0][1]
-        request.standardError = pipes[separateStandardError ? 1 : 0][1]
-        let pid: pid_t
-        do {
-            pid = try Reaper.shared.spawn(request)
-        } catch {
-            pipes.joined().forEach { close($0) }
-            throw error
-        }
-        pipes.forEach { close($0[1]) }
-        return (pid, pipes.map { $0[0] })
+        return result
     }
 
     /// Runs a child to completion, collecting its stdout whole (up to `limit` bytes) and handing
-    /// its stderr line by line to `onErrorLine`. Stdout is read to its end before the child is
-    /// reaped, so a full pipe can never deadlock it.
+    /// its stderr line by line to `onErrorLine`. Stdout is read to its end (as the SDKs do for
+    /// `credential_process`), within the timeout.
     public static func capture(_ request: SpawnRequest, timeout: Timeout, limit: Int = 1 << 20,
                                onErrorLine: (String) -> Void) throws(LavaError) -> (Result, [UInt8]) {
-        let (pid, fds) = try spawnWithPipes(request, separateStandardError: true)
-        defer { fds.forEach { close($0) } }
+        let child = try ChildProcess(request, separateStandardError: true)
         var output = [UInt8]()
         var pendingErrors = [UInt8]()
-        let timedOut = try pump(fds, pid: pid, timeout: timeout) { index, bytes in
+        let result = try child.pump(timeout: timeout, cancel: nil, lingering: nil) { index, bytes in
             if index == 0 {
                 if output.count < limit { output.append(contentsOf: bytes.prefix(limit - output.count)) }
             } else {
@@ -173,56 +149,134 @@ public enum Subprocess {
             }
         }
         if !pendingErrors.isEmpty { onErrorLine(String(decoding: pendingErrors, as: UTF8.self)) }
-        return (Result(status: Reaper.shared.wait(pid), timedOut: timedOut), output)
+        return (result, output)
+    }
+}
+
+/// A child in its own process group with its output on pipes, and a pipe that turns readable
+/// when the Reaper has its exit status: so one poll() sees output, the exit and a cancel.
+private final class ChildProcess {
+    let pid: pid_t
+    private var outputs: [Int32]
+    private let exitPipe: (read: Int32, write: Int32)
+    private let status = SharedValue<ExitStatus>()
+
+    init(_ request: SpawnRequest, separateStandardError: Bool) throws(LavaError) {
+        var created = [Int32]()
+        func pipe() throws(LavaError) -> (Int32, Int32) {
+            var fds: [Int32] = [0, 0]
+            if lava_pipe_cloexec(&fds) != 0 {
+                created.forEach { close($0) }
+                throw .errno("pipe2")
+            }
+            created += fds
+            return (fds[0], fds[1])
+        }
+        exitPipe = try pipe()
+        let standardOutput = try pipe()
+        let standardError = separateStandardError ? try pipe() : standardOutput
+        var request = request
+        request.newProcessGroup = true
+        request.standardOutput = standardOutput.1
+        request.standardError = standardError.1
+        let box = status, notify = exitPipe.write
+        do {
+            pid = try Reaper.shared.spawn(request) { exit in
+                box.set(exit)
+                var byte: UInt8 = 1
+                _ = write(notify, &byte, 1)
+            }
+        } catch {
+            created.forEach { close($0) }
+            throw error
+        }
+        close(standardOutput.1)
+        if separateStandardError { close(standardError.1) }
+        outputs = separateStandardError ? [standardOutput.0, standardError.0] : [standardOutput.0]
     }
 
-    /// Reads every fd to its end (or gives up shortly after a SIGKILL at the timeout), passing
-    /// chunks to `onBytes` with the fd's index. Returns whether the timeout fired.
-    static func pump(_ fds: [Int32], pid: pid_t, timeout: Timeout?,
-                     onBytes: (Int, ArraySlice<UInt8>) -> Void) throws(LavaError) -> Bool {
+    deinit {
+        outputs.forEach { close($0) }
+        close(exitPipe.read)
+        close(exitPipe.write)
+    }
+
+    /// Reads the outputs, passing chunks with the output's index, until the child has exited
+    /// and its outputs are at their end, or `lingering` seconds after its exit (nil: read to
+    /// the end). Stops the group at the timeout or the cancel, and gives up on the outputs 2 s
+    /// after a SIGKILL. Returns once the child is reaped.
+    func pump(timeout: Subprocess.Timeout?, cancel: Int32?, lingering: Double?,
+              onBytes: (Int, ArraySlice<UInt8>) -> Void) throws(LavaError) -> Subprocess.Result {
         let start = Clock.monotonicSeconds()
-        var timedOut = false
+        var timedOut = false, cancelled = false
         var killAt: Double? = nil
         var abandonAt: Double? = nil
-        var open = Array(fds.indices)
+        var open = Array(outputs.indices)
         var buffer = [UInt8](repeating: 0, count: 8192)
-        while !open.isEmpty {
-            var waitMilliseconds: Int32 = -1
+        func stop(_ now: Double, killAfter: Double) {
+            kill(-pid, SIGTERM)
+            killAt = now + killAfter
+        }
+        while true {
+            let exited = status.value != nil
             let now = Clock.monotonicSeconds()
-            if let timeout, !timedOut {
-                let left = timeout.seconds - (now - start)
-                if left <= 0 {
+            if exited {
+                if open.isEmpty { break }
+                if let lingering, abandonAt == nil { abandonAt = now + lingering }
+            }
+            var deadlines = [Double]()
+            if let timeout, !timedOut, !cancelled, !exited {
+                if now - start >= timeout.seconds {
                     timedOut = true
-                    kill(-pid, SIGTERM)
-                    killAt = now + timeout.killAfter
+                    stop(now, killAfter: timeout.killAfter)
                 } else {
-                    waitMilliseconds = Int32(min(left * 1000 + 1, Double(Int32.max)))
+                    deadlines.append(start + timeout.seconds)
                 }
             }
             if let deadline = killAt {
-                if deadline - now <= 0 {
+                if now >= deadline {
                     kill(-pid, SIGKILL)
                     killAt = nil
-                    abandonAt = now + 2
+                    abandonAt = min(abandonAt ?? .infinity, now + 2)
                 } else {
-                    waitMilliseconds = Int32((deadline - now) * 1000 + 1)
+                    deadlines.append(deadline)
                 }
             }
             if let abandonAt {
-                if now >= abandonAt { break }
-                waitMilliseconds = Int32((abandonAt - now) * 1000 + 1)
+                if now >= abandonAt {
+                    if exited { break }
+                    open = []  // keep waiting for the exit alone
+                } else {
+                    deadlines.append(abandonAt)
+                }
             }
-            var pollFDs = open.map { pollfd(fd: fds[$0], events: Int16(POLLIN), revents: 0) }
-            let ready = poll(&pollFDs, nfds_t(pollFDs.count), waitMilliseconds)
-            if ready < 0 && errno != EINTR { throw .errno("poll") }
-            if ready <= 0 { continue }
+            var pollFDs = [pollfd(fd: exitPipe.read, events: Int16(POLLIN), revents: 0)]
+            let watchCancel = cancel != nil && !cancelled && !timedOut && !exited
+            if watchCancel { pollFDs.append(pollfd(fd: cancel!, events: Int16(POLLIN), revents: 0)) }
+            let first = pollFDs.count
+            pollFDs += open.map { pollfd(fd: outputs[$0], events: Int16(POLLIN), revents: 0) }
+            let wait = deadlines.min().map { Int32(min(Double(Int32.max), max(0, ($0 - now) * 1000 + 1))) } ?? -1
+            let ready = poll(&pollFDs, nfds_t(pollFDs.count), wait)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                let error = LavaError.errno("poll")
+                kill(-pid, SIGKILL)
+                var byte: UInt8 = 0
+                while status.value == nil && read(exitPipe.read, &byte, 1) < 0 && errno == EINTR {}
+                throw error
+            }
+            if ready == 0 { continue }
+            if watchCancel && pollFDs[1].revents != 0 {
+                cancelled = true
+                stop(Clock.monotonicSeconds(), killAfter: timeout?.killAfter ?? 10)
+            }
             var stillOpen = [Int]()
             for (slot, index) in open.enumerated() {
-                guard pollFDs[slot].revents != 0 else {
+                guard pollFDs[first + slot].revents != 0 else {
                     stillOpen.append(index)
                     continue
                 }
-                let n = buffer.withUnsafeMutableBytes { read(fds[index], $0.baseAddress, $0.count) }
+                let n = buffer.withUnsafeMutableBytes { read(outputs[index], $0.baseAddress, $0.count) }
                 if n > 0 {
                     onBytes(index, buffer[0..<n])
                     stillOpen.append(index)
@@ -232,9 +286,8 @@ public enum Subprocess {
             }
             open = stillOpen
         }
-        return timedOut
+        return Subprocess.Result(status: status.value!, timedOut: timedOut, cancelled: cancelled)
     }
-
 }
 
 public enum Clock {

@@ -1,3 +1,4 @@
+import CShim
 import ArgumentParser
 import LavaBoot
 import LavaInstall
@@ -53,6 +54,7 @@ struct BootCommand: ParsableCommand {
         // Before any thread exists, so every thread inherits the blocked mask.
         let trigger = StopTrigger()
         try trigger.catchTerminationSignals()
+        _ = lava_become_subreaper()
         var logger = try global.makeLogger(component: "boot")
         logger[metadataKey: "realm"] = "\(target.realm)"
         logger[metadataKey: "worker"] = "\(target.worker)"
@@ -67,9 +69,10 @@ struct BootCommand: ParsableCommand {
         defer { control.finish() }
         let resolver = Resolver(target: target, platform: nil, skipPatterns: skipScripts, global: global, logger: logger)
         let (plan, area) = try resolver.plan()
-        let settings = BootSettings(root: root, installer: target.installer == .bundle ? .bundle : .native,
+        var settings = BootSettings(root: root, installer: target.installer == .bundle ? .bundle : .native,
                                     scriptTimeout: scriptTimeout.seconds, stopTimeout: stopTimeout?.seconds,
                                     userMode: userMode, environment: ProcessEnvironment.current().map { "\($0.key)=\($0.value)" })
+        settings.records = control.records
         let agent = Agent(plan: plan, area: area, settings: settings, trigger: trigger, logger: logger)
         agentBox.set(agent)
         try agent.run()

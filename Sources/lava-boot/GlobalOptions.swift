@@ -6,6 +6,9 @@ import Logging
 import Glibc
 #endif
 
+/// The logger of a `--log` target other than stderr, for the fatal error line.
+let fatalErrorLogger = SharedValue<Logger>()
+
 enum LevelName: String, ExpressibleByArgument, CaseIterable {
     case debug, info, warning, error
 }
@@ -62,6 +65,7 @@ struct GlobalOptions: ParsableArguments {
         LoggingSystem.bootstrap { _ in LineLogHandler(sink: sink, level: level, json: json, timestamps: stamped) }
         var logger = Logger(label: "lava-boot")
         logger[metadataKey: LogField.component] = "\(component)"
+        if logTarget != "-" { fatalErrorLogger.set(logger) }
         return logger
     }
 }

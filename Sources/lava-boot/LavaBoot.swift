@@ -30,6 +30,8 @@ struct LavaBoot: ParsableCommand {
     }
 
     static func fail(_ message: String) -> Never {
+        // The one-line fatal error reaches the --log target too, not only stderr.
+        fatalErrorLogger.value?.error("\(message)")
         let line = "lava-boot: error: " + message.replacingNewlines() + "\n"
         _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
         Glibc.exit(1)

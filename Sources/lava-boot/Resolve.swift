@@ -40,7 +40,9 @@ final class AWSAccess {
     }
 
     func realmItem(table: String, realm: String) throws(LavaError) -> RealmItem {
-        try RealmsTable(client: try resolve().client(.dynamodb, defaultAttempts: attempts), table: table).item(realm: realm)
+        // Bounded by time, not a count: a fleet of hundreds booting at once must all get through.
+        try RealmsTable(client: try resolve().client(.dynamodb, defaultAttempts: attempts,
+                                                     throttlingBudget: RetryPolicy.realmsTableThrottlingBudget), table: table).item(realm: realm)
     }
 }
 

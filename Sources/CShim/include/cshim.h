@@ -34,6 +34,13 @@ int lava_pipe_cloexec(int fds[2]);
 /// never disappears from under a link to it.
 int lava_rename_exchange(int dirfd, const char *a, const char *b);
 
+/// prctl(PR_SET_CHILD_SUBREAPER): processes a daemon leaves behind become this process's
+/// children, so its reaper collects them (whatever init does) and nothing turns zombie.
+int lava_become_subreaper(void);
+
+/// For tests: behave as if the kernel refused close_range, so the fallback runs.
+void lava_set_close_range_refused(int refused);
+
 /// syslog(3) is variadic; this passes one preformatted message.
 void lava_syslog(int priority, const char *message);
 

@@ -178,6 +178,11 @@ import Testing
 
     @Test func timesAndXML() throws {
         #expect(CivilTime.epochSeconds(iso8601: "1970-01-01T00:00:00Z") == 0)
+        // Days that do not exist are no dates (credentials "expiring" then would never refresh right).
+        #expect(CivilTime.epochSeconds(iso8601: "2026-02-31T00:00:00Z") == nil)
+        #expect(CivilTime.epochSeconds(iso8601: "2026-04-31T00:00:00Z") == nil)
+        #expect(CivilTime.epochSeconds(iso8601: "2026-02-29T00:00:00Z") == nil)
+        #expect(CivilTime.epochSeconds(iso8601: "2028-02-29T00:00:00Z") != nil)
         #expect(CivilTime.epochSeconds(iso8601: "2026-11-23T19:04:05.500Z") == 1_795_460_645.5)
         #expect(CivilTime.epochSeconds(iso8601: "2000-02-29T12:00:00+00:00") == 951_825_600)
         #expect(CivilTime.epochSeconds(iso8601: "2026-13-01T00:00:00Z") == nil)

@@ -161,6 +161,15 @@ import Testing
         #expect(listener.pendingConnections() == 0, "no request reached the injected address")
     }
 
+    @Test func theFatalErrorReachesTheLogFileToo() throws {
+        let fixture = fixture()
+        let log = fixture.directory.sub("lava-boot.log")
+        let result = LavaBootBinary.run(["plan", fixture.source, "staging", "core", "--realms-file", fixture.realmsFile,
+                                         "--root", fixture.root, "--log", log])
+        expectOneErrorLine(result, containing: "staging: no such realm")
+        #expect(try Files.readText(log)?.contains("staging: no such realm") == true)
+    }
+
     @Test func missingRootIsAnError() {
         let fixture = fixture()
         let result = LavaBootBinary.run(["plan", fixture.source, "prod", "core", "--realms-file", fixture.realmsFile, "--root", "/nonexistent/root"])

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CShim
 import Dispatch
 import LavaSystem
 import Synchronization
@@ -43,6 +44,20 @@ import Testing
         #expect(result.status == .signaled(signal))
         #expect(!result.status.isSuccess)
         #expect(!result.timedOut)
+    }
+
+    /// Where the kernel refuses close_range, each descriptor is marked close-on-exec instead:
+    /// none of the parent's crosses exec either way.
+    @Test(arguments: [false, true])
+    func noParentDescriptorCrossesExec(_ refused: Bool) throws {
+        let inheritable = open("/dev/null", O_RDONLY)  // no O_CLOEXEC: only the spawn protects it
+        defer { close(inheritable) }
+        lava_set_close_range_refused(refused ? 1 : 0)
+        defer { lava_set_close_range_refused(0) }
+        let (result, lines, _) = try SubprocessTests.run("for f in /proc/$$/fd/*; do echo \"${f##*/}\"; done")
+        #expect(result.status == .exited(0))
+        #expect(!lines.contains(String(inheritable)), "fd \(inheritable) leaked into the child: \(lines)")
+        #expect(lines.contains("0") && lines.contains("1") && lines.contains("2"))
     }
 
     @Test func statusDescriptions() {

@@ -1,0 +1,123 @@
+import CShim
+import Foundation
+import LavaSystem
+import Testing
+
+/// Faults a fleet meets (SPEC §5, §7): a killed agent, workers that leave jobs behind,
+/// scriptlets that leave children or run long when a stop comes, realm env overriding the base.
+@Suite struct FaultTests {
+    let fixture = LocalFixture()
+
+    init() {
+        // Orphans of a killed agent come to this process, whose Reaper collects them, so none
+        // stays a zombie under an init that does not reap.
+        _ = lava_become_subreaper()
+    }
+
+    func boot(_ extra: [String] = [], environment: [String: String] = [:]) throws -> RunningAgent {
+        try RunningAgent(["boot", fixture.source, "prod", "core", "--realms-file", fixture.realmsFile, "--root", fixture.root,
+                          "--user-mode", "--stop-timeout", "30s"] + extra, environment: environment)
+    }
+
+    func realm(daemons: Int = 1, records: String, extraEnv: String = "") {
+        fixture.realms(#"{"realm": "prod", "x-workers": {"core": {"daemons": \#(daemons), "env": {"FAKE_RECORD_DIR": "\#(records)"\#(extraEnv)}}}}"#)
+    }
+
+    static func alive(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        let state = ((try? Files.readText("/proc/\(pid)/stat")) ?? nil)?.split(separator: ")").last?.split(separator: " ").first
+        return state != "Z"
+    }
+
+    static func descriptorCount(_ pid: pid_t) -> Int { ((try? Files.list("/proc/\(pid)/fd")) ?? nil)?.count ?? -1 }
+
+    @Test func killedAgentsDaemonsAreStoppedBeforeTheNextBootStartsItsOwn() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(daemons: 2, records: records)
+        let first = try boot()
+        #expect(waitUntil(timeout: 30) { WorkerRecord.all(in: records).count == 2 }, "\(first.log)")
+        let old = WorkerRecord.all(in: records).map(\.pid)
+        first.signal(SIGKILL)
+        #expect(waitUntil(timeout: 10) { first.status != nil })
+        #expect(old.allSatisfy(FaultTests.alive), "the daemons outlive a SIGKILLed agent")
+
+        let second = try boot()
+        #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 4 }, "\(second.log)")
+        #expect(second.log.contains("daemons of an agent that is gone are still running"), "\(second.log)")
+        #expect(old.allSatisfy { !FaultTests.alive($0) }, "old daemons are gone once new ones run")
+        #expect(second.stop() == .exited(0), "\(second.log)")
+        #expect(WorkerRecord.all(in: records).allSatisfy { !FaultTests.alive($0.pid) })
+    }
+
+    @Test func aWorkersJobsDieWithItAndTheAgentKeepsNoDescriptorOfIt() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records, extraEnv: #", "FAKE_FORK_JOB": "0.2""#)
+        let agent = try boot()
+        var descriptors = [Int]()
+        for run in 1...5 {
+            #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).filter { !$0.text("job").isEmpty }.count >= run }, "\(agent.log)")
+            let runs = WorkerRecord.all(in: records).sorted { $0.pid < $1.pid }
+            // Every job of an earlier run is gone by the time a later run has started.
+            for earlier in runs.dropLast() {
+                let job = Int32(earlier.text("job").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+                #expect(job > 0 && !FaultTests.alive(job), "job \(job) of a dead worker still runs")
+            }
+            descriptors.append(FaultTests.descriptorCount(agent.pid))
+        }
+        #expect(descriptors.dropFirst().allSatisfy { $0 <= descriptors[1] }, "agent descriptors over restarts: \(descriptors)")
+        #expect(agent.log.contains("still running in its group"), "\(agent.log)")
+        #expect(agent.stop() == .exited(0))
+        for record in WorkerRecord.all(in: records) {
+            let job = Int32(record.text("job").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            #expect(!FaultTests.alive(job) && !FaultTests.alive(record.pid), "nothing left after the drain")
+        }
+    }
+
+    @Test func aScriptletsBackgroundChildDoesNotHoldTheBoot() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records)
+        let pidFile = fixture.directory.sub("background.pid")
+        fixture.scriptlet("10-agent.sh", "sleep 300 &\necho $! > \(pidFile)\necho started a background agent\nexit 0\n")
+        let agent = try boot(["--script-timeout", "20m"])
+        #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 1 }, "the boot goes on: \(agent.log)")
+        #expect(agent.log.contains("10-agent.sh finished"), "\(agent.log)")
+        #expect(!agent.log.contains("timed out"))
+        let child = Int32(((try? Files.readText(pidFile)) ?? nil)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        #expect(child > 0 && FaultTests.alive(child), "the scriptlet's background child keeps running")
+        #expect(agent.stop() == .exited(0))
+        kill(child, SIGKILL)
+    }
+
+    @Test func sigtermDuringALongScriptletStopsTheBoot() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records)
+        let marker = fixture.directory.sub("long.started")
+        fixture.scriptlet("10-long.sh", "touch \(marker)\nsleep 600\n")
+        fixture.scriptlet("20-later.sh", "touch \(fixture.directory.sub("later.ran"))\n")
+        let agent = try boot()
+        #expect(waitUntil(timeout: 30) { Files.exists(marker) }, "\(agent.log)")
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 15) { agent.status != nil }, "the agent answers SIGTERM within seconds: \(agent.log)")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(!Files.exists(fixture.directory.sub("later.ran")), "no later scriptlet runs")
+        #expect(WorkerRecord.all(in: records).isEmpty, "nothing installed or started after the stop")
+        #expect(agent.log.contains("10-long.sh stopped"), "\(agent.log)")
+    }
+
+    @Test func realmEnvReplacesBaseVariablesOfTheSameName() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records, extraEnv: #", "PATH": "/opt/realm/bin:/usr/bin", "HOME": "/srv/realm-home""#)
+        let agent = try boot()
+        #expect(waitUntil(timeout: 30) { WorkerRecord.all(in: records).count == 1 }, "\(agent.log)")
+        let environment = try #require(WorkerRecord.all(in: records).first).environment
+        #expect(environment.filter { $0.hasPrefix("PATH=") } == ["PATH=/opt/realm/bin:/usr/bin"])
+        #expect(environment.filter { $0.hasPrefix("HOME=") } == ["HOME=/srv/realm-home"])
+        #expect(agent.log.contains("the realm's env sets PATH, replacing lava-boot's value"))
+        #expect(agent.stop() == .exited(0))
+    }
+}
