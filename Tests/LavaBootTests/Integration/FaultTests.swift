@@ -40,7 +40,6 @@ import Testing
         let old = WorkerRecord.all(in: records).map(\.pid)
         first.signal(SIGKILL)
         #expect(waitUntil(timeout: 10) { first.status != nil })
-        #expect(old.allSatisfy(FaultTests.alive), "the daemons outlive a SIGKILLed agent")
 
         let second = try boot()
         #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 4 }, "\(second.log)")
