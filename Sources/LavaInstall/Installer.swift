@@ -111,7 +111,7 @@ public struct Installer: Sendable {
             try Installer.requireWorker(partial, stem: stem)
             let boot = try partial.openDirectory(".boot", create: true)
             try linkExecutables(partial, into: boot.openDirectory("bin", create: true))
-            try boot.writeFileAtomically(Paths.lastComponent(of: InstallMarker.fileName), Array(marker.json.utf8))
+            try boot.writeFileAtomically(InstallMarker.fileName, Array(marker.json.utf8))
             try moveIntoPlace(releases, partialName, stem)
             logger.info("installed \(stem): \(summary.files) files, \(summary.directories) directories, \(summary.links) links, \(formatBytes(summary.bytes))")
         } catch {
@@ -301,10 +301,11 @@ struct InstallMarker: Equatable {
         return JSONValue.object(members).serialized(pretty: true) + "\n"
     }
 
-    static let fileName = ".boot/source.json"
+    /// `.boot/source.json` in the release.
+    static let fileName = "source.json"
 
     static func read(_ release: borrowing Directory) -> InstallMarker? {
-        guard let bytes = release.readFile(fileName, limit: 1 << 16), let json = try? JSONValue(parsing: bytes),
+        guard let boot = try? release.openDirectory(".boot"), let bytes = boot.readFile(fileName, limit: 1 << 16), let json = try? JSONValue(parsing: bytes),
               let key = json["key"]?.stringValue, case .number(let sizeText)? = json["size"], let size = Int64(sizeText) else {
             return nil
         }

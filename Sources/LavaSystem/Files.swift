@@ -49,29 +49,7 @@ public enum Files {
 
     /// Writes a whole file, replacing it atomically (temporary name, then rename).
     public static func writeAtomically(_ path: String, _ bytes: some Collection<UInt8>, mode: mode_t = 0o644) throws(LavaError) {
-        let temporary = "\(path).tmp-\(getpid())"
-        let fd = retryingEINTR { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) }
-        if fd < 0 { throw .errno("open", temporary) }
-        let data = Array(bytes)
-        var written = 0
-        while written < data.count {
-            let n = data.withUnsafeBytes { buffer in
-                retryingEINTR { write(fd, buffer.baseAddress! + written, buffer.count - written) }
-            }
-            if n < 0 {
-                let error = LavaError.errno("write", temporary)
-                close(fd)
-                unlink(temporary)
-                throw error
-            }
-            written += n
-        }
-        close(fd)
-        if rename(temporary, path) != 0 {
-            let error = LavaError.errno("rename", path)
-            unlink(temporary)
-            throw error
-        }
+        try Directory.open(trusted: Paths.parent(of: path)).writeFileAtomically(Paths.lastComponent(of: path), Array(bytes), mode: mode)
     }
 
     /// The target of a symbolic link, or nil when `path` is not one.
@@ -88,18 +66,6 @@ public enum Files {
         let parent = Paths.parent(of: path)
         if parent != path { try makeDirectories(parent, mode: mode) }
         if mkdir(path, mode) != 0 && errno != EEXIST { throw .errno("mkdir", path) }
-    }
-
-    /// Points `path` at `target` atomically: a new link under a temporary name, renamed over the old.
-    public static func replaceSymlink(at path: String, target: String) throws(LavaError) {
-        let temporary = "\(Paths.parent(of: path))/.\(Paths.lastComponent(of: path)).link-\(getpid())"
-        unlink(temporary)
-        if symlink(target, temporary) != 0 { throw .errno("symlink", temporary) }
-        if rename(temporary, path) != 0 {
-            let error = LavaError.errno("rename", path)
-            unlink(temporary)
-            throw error
-        }
     }
 
     /// `rm -rf` that never follows a symbolic link out of the tree. Missing paths are fine.
