@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "LavaControl", dependencies: ["LavaSystem", "LavaJSON"]),
         .target(name: "LavaBoot", dependencies: [
             "LavaSystem", "LavaLog", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall", "LavaPlan",
-            "LavaSupervisor", "LavaAccounts", "LavaControl", .product(name: "Logging", package: "swift-log"),
+            "LavaSupervisor", "LavaAccounts", "LavaControl", "LavaAWS", "LavaJSON", .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "lava-boot", dependencies: [
             "LavaBoot",

@@ -4,6 +4,7 @@
 # argv, environment (NUL-separated, exact), uid/gid/groups, cwd, parent pid, signals received.
 #   SIGHUP/SIGINT: finish "in-flight jobs" for FAKE_DRAIN_SECONDS (default 0), then exit 0
 #   SIGTERM: exit 0 at once (unless FAKE_IGNORE_TERM=1)
+#   FAKE_NODISPATCH=PATH: note "nodispatch" before the signal when PATH exists then
 record=""
 if [ -n "$FAKE_RECORD_DIR" ]; then
   record="$FAKE_RECORD_DIR/$(id -un)-$$"
@@ -18,6 +19,8 @@ if [ -n "$FAKE_RECORD_DIR" ]; then
 fi
 note() { [ -n "$record" ] && echo "$1" >> "$record/signals"; }
 drain() {
+  # FAKE_NODISPATCH: a path whose presence at the signal is noted first (the drain's order).
+  if [ -n "$FAKE_NODISPATCH" ] && [ -e "$FAKE_NODISPATCH" ]; then note nodispatch; fi
   note "$1"
   echo "lava-worker: $1: finishing in-flight jobs"
   # In the background, so a signal's trap runs while the jobs "finish".

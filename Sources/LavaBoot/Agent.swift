@@ -1,4 +1,5 @@
 import LavaAccounts
+import LavaControl
 import LavaInstall
 import LavaLog
 import LavaPlan
@@ -25,6 +26,10 @@ public struct BootSettings: Sendable {
     public var environment: [String]
     /// Where the daemons' process groups are recorded for the next agent.
     public var records: DaemonRecords?
+    /// Overrides the host worker's `heartbeat_minutes`.
+    public var heartbeatInterval: Double?
+    /// Auto Scaling and IMDS, when the agent watches the instance's lifecycle.
+    public var lifecycle: Lifecycle?
 
     public init(root: HostRoot, installer: InstallerKind, scriptTimeout: Double, stopTimeout: Double?, userMode: Bool, environment: [String]) {
         self.root = root
@@ -54,11 +59,20 @@ public final class Agent: Sendable {
         self.logger = logger
     }
 
+    public var lifecycleStatus: LifecycleStatus? { settings.lifecycle?.status }
+
     /// The supervised daemons, once started.
     public var supervisor: Supervisor? { supervisorBox.value }
 
     /// Runs the whole boot and the agent's life; returns when drained.
+    var budget: Double { settings.stopTimeout ?? Double(plan.host.host.stopMinutes * 60) }
+    var heartbeatInterval: Double { settings.heartbeatInterval ?? Double(plan.host.host.heartbeatMinutes * 60) }
+
     public func run() throws(LavaError) {
+        if let lifecycle = settings.lifecycle {
+            lifecycle.discover(budget: budget, heartbeatInterval: heartbeatInterval)
+            try lifecycle.watch(trigger)
+        }
         let runner = ScriptletRunner(area: area, arguments: [plan.source.description, plan.realm, plan.worker],
                                      timeout: settings.scriptTimeout, environment: settings.environment,
                                      cancel: trigger.descriptor, logger: logger)
@@ -157,14 +171,55 @@ public final class Agent: Sendable {
         return arguments
     }
 
-    /// SIGHUP (or the requested signal) now; SIGTERM 10 s before the budget ends; SIGKILL at it.
+    /// SPEC §8: `__nodispatch__`, the stop signal to every daemon, heartbeats while they finish,
+    /// SIGTERM then SIGKILL before the deadline, then CONTINUE exactly once, all within the budget
+    /// (or the spot deadline, or the hook's GlobalTimeout, whichever ends first).
     private func drain(_ reason: StopReason, triggeredAt: Double) {
-        guard let supervisor = supervisorBox.value else { return }
+        let lifecycle = settings.lifecycle
+        var deadline = triggeredAt + budget
+        if let global = lifecycle?.globalTimeout { deadline = min(deadline, triggeredAt + global) }
+        if let hard = reason.deadline { deadline = min(deadline, hard) }
+        let action = lifecycle?.action(reason.lifecycle)
+        let wallDeadline = Clock.wallSeconds() + (deadline - Clock.monotonicSeconds())
+        lifecycle?.update { $0.drain = DrainStatus(trigger: reason.source, deadline: wallDeadline) }
+        let target = action.map { "lifecycle action of group \($0.group), hook \($0.hook), instance \($0.instanceID)" } ?? "no lifecycle action"
+        logger.info("draining (\(reason.source)): done within \(Int(max(0, deadline - Clock.monotonicSeconds()))) s; \(target)")
         DispatchDirectory.markNoDispatch(root: settings.root)
-        let budget = settings.stopTimeout ?? Double(plan.host.host.stopMinutes * 60)
         let killGrace = 10.0
-        let terminateAt = triggeredAt + max(0, budget - killGrace)
-        supervisor.drain(signal: reason.signal, terminateAt: terminateAt, killGrace: killGrace)
+        // Time kept back for the completion, at most 12 s (SPEC §14).
+        let reserve = action == nil ? 0 : min(12, max(0, (deadline - triggeredAt) / 4))
+        let terminateAt = deadline - killGrace - reserve
+        var heartbeats: HeartbeatLoop? = nil
+        if let action, let lifecycle, reason.lifecycle?.heartbeat != false {
+            heartbeats = HeartbeatLoop(action: action, lifecycle: lifecycle, interval: lifecycle.heartbeatInterval(heartbeatInterval), logger: logger)
+        }
+        supervisorBox.value?.drain(signal: reason.signal, terminateAt: terminateAt, killGrace: killGrace)
+        heartbeats?.finish()
+        if let action, let lifecycle { complete(action, lifecycle, until: deadline) }
+    }
+
+    /// CONTINUE, retried on every error (including "No active Lifecycle Action found", which
+    /// Auto Scaling answers for a while after `Terminated`) until it succeeds or the deadline.
+    private func complete(_ action: LifecycleAction, _ lifecycle: Lifecycle, until deadline: Double) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do throws(LavaError) {
+                try lifecycle.complete(action, result: "CONTINUE")
+                logger.info("completed the lifecycle action: CONTINUE (group \(action.group), hook \(action.hook))")
+                lifecycle.update { $0.drain?.completion = "CONTINUE accepted" }
+                return
+            } catch {
+                let wait = min(5, 0.5 * Double(1 << min(attempt, 4)))
+                guard Clock.monotonicSeconds() + wait < deadline else {
+                    logger.error("could not complete the lifecycle action before the deadline: \(error.message)")
+                    lifecycle.update { $0.drain?.completion = "failed: \(error.message)" }
+                    return
+                }
+                logger.warning("completing the lifecycle action failed (attempt \(attempt)): \(error.message); retrying in \(wait) s")
+                Clock.sleep(seconds: wait)
+            }
+        }
     }
 }
 

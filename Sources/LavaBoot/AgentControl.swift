@@ -38,9 +38,12 @@ public final class AgentControl: Sendable {
                     }
                     return ControlResponse.status(AgentStatus(
                         agentPID: getpid(), realm: identity.realm, worker: identity.worker, source: identity.source,
-                        stopping: trigger.current != nil, startedAt: startedAt, daemons: rows))
+                        stopping: trigger.current != nil, startedAt: startedAt, daemons: rows, lifecycle: agent()?.lifecycleStatus))
                 case .stop(let stop):
-                    let first = trigger.fire(StopReason(source: "stop request", signal: stop.signal ?? SIGHUP))
+                    let overrides = LifecycleOverrides(group: stop.autoScalingGroupName, hook: stop.lifecycleHookName,
+                                                       token: stop.lifecycleActionToken, instanceID: stop.instanceID,
+                                                       heartbeat: stop.lifecycleHeartbeat)
+                    let first = trigger.fire(StopReason(source: "stop request", signal: stop.signal ?? SIGHUP, lifecycle: overrides))
                     logger.info(first ? "stop requested on the control socket" : "stop requested again; already stopping")
                     if stop.wait {
                         drained.wait()

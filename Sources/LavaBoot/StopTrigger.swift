@@ -11,9 +11,15 @@ public struct StopReason: Sendable, Equatable {
     public var source: String
     /// The signal sent to every daemon first (SIGHUP: finish in-flight jobs, then exit).
     public var signal: Int32
-    public init(source: String, signal: Int32 = SIGHUP) {
+    /// A hard deadline (monotonic seconds) that cuts the budget short: a spot interruption's.
+    public var deadline: Double?
+    /// The lifecycle action a `stop` request named.
+    public var lifecycle: LifecycleOverrides?
+
+    public init(source: String, signal: Int32 = SIGHUP, lifecycle: LifecycleOverrides? = nil) {
         self.source = source
         self.signal = signal
+        self.lifecycle = lifecycle
     }
 }
 

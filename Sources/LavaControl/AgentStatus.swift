@@ -14,9 +14,12 @@ public struct AgentStatus: Sendable, Equatable {
     /// When the agent started, in seconds since the epoch.
     public var startedAt: Double
     public var daemons: [DaemonStatusRow]
+    /// Auto Scaling and the drain, when the agent watches the instance's lifecycle.
+    public var lifecycle: LifecycleStatus?
 
     public init(agentPID: Int32, realm: String, worker: String, source: String, stopping: Bool,
-                startedAt: Double, daemons: [DaemonStatusRow]) {
+                startedAt: Double, daemons: [DaemonStatusRow], lifecycle: LifecycleStatus? = nil) {
+        self.lifecycle = lifecycle
         self.agentPID = agentPID
         self.realm = realm
         self.worker = worker
@@ -59,7 +62,7 @@ public struct DaemonStatusRow: Sendable, Equatable {
 
 extension AgentStatus {
     public var json: JSONValue {
-        .object([
+        var members: [JSONMember] = [
             JSONMember("pid", .number(Int(agentPID))),
             JSONMember("realm", .string(realm)),
             JSONMember("worker", .string(worker)),
@@ -67,7 +70,9 @@ extension AgentStatus {
             JSONMember("started", .number(formatSeconds(startedAt))),
             JSONMember("stopping", .bool(stopping)),
             JSONMember("daemons", .array(daemons.map(\.json))),
-        ])
+        ]
+        if let lifecycle { members.append(JSONMember("lifecycle", lifecycle.json)) }
+        return .object(members)
     }
 
     public init(json: JSONValue) throws(LavaError) {
@@ -82,6 +87,7 @@ extension AgentStatus {
         self.init(agentPID: pid, realm: try fields.string("realm"), worker: try fields.string("worker"),
                   source: try fields.optionalString("source") ?? "", stopping: try fields.bool("stopping"),
                   startedAt: try fields.optionalDouble("started") ?? 0, daemons: daemons)
+        if let lifecycle = json["lifecycle"] { self.lifecycle = try LifecycleStatus(json: lifecycle) }
     }
 
     /// A header line, then one table row per daemon:
@@ -105,6 +111,7 @@ extension AgentStatus {
         }
         out += renderTable(rows)
         if daemons.isEmpty { out += "(no daemons)\n" }
+        if let lifecycle { out += lifecycle.text }
         return out
     }
 }

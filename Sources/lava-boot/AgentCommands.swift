@@ -1,3 +1,5 @@
+import Logging
+import LavaAWS
 import ArgumentParser
 import LavaControl
 import LavaSystem
@@ -56,13 +58,73 @@ struct StopCommand: ParsableCommand {
     @Flag(name: .customLong("no-dispatch"), help: "Accepted for compatibility: every drain stops dispatch first.")
     var noDispatch = false
 
+    @Option(name: .customLong("auto-scaling-group-name"), help: "The Auto Scaling group whose lifecycle action to complete.")
+    var group: String?
+
+    @Option(name: .customLong("lifecycle-hook-name"), help: "The lifecycle hook whose action to complete.")
+    var hook: String?
+
+    @Option(name: .customLong("lifecycle-action-token"), help: "The lifecycle action's token (else the instance id names it).")
+    var token: String?
+
+    @Option(name: .customLong("instance-id"), help: "This instance's id (else from the instance metadata).")
+    var instanceID: String?
+
+    @Flag(name: .customLong("lifecycle-heartbeat"), help: "Send lifecycle heartbeats while the workers drain.")
+    var lifecycleHeartbeat = false
+
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        _ = try global.makeLogger(component: "stop")
-        let request = StopRequest(signal: signal?.number, wait: wait, noDispatch: noDispatch)
-        _ = try ControlClient.send(.stop(request), directory: AgentDirectory(root: try global.hostRoot()),
-                                   timeout: wait ? nil : ControlClient.defaultTimeout)
+        let logger = try global.makeLogger(component: "stop")
+        let request = StopRequest(signal: signal?.number, wait: wait, noDispatch: noDispatch, autoScalingGroupName: group,
+                                  lifecycleHookName: hook, lifecycleActionToken: token, instanceID: instanceID,
+                                  lifecycleHeartbeat: lifecycleHeartbeat ? true : nil)
+        do {
+            _ = try ControlClient.send(.stop(request), directory: AgentDirectory(root: try global.hostRoot()),
+                                       timeout: wait ? nil : ControlClient.defaultTimeout)
+        } catch where error.code == .noAgent {
+            // A terminating instance must not wait out its hook because no agent is left to drain.
+            guard let group, let hook else { throw error }
+            try StopCommand.completeWithoutAgent(group: group, hook: hook, instanceID: instanceID, token: token,
+                                                 global: global, logger: logger)
+            return
+        }
         print(wait ? "stopped" : "stopping")
+    }
+
+    /// CONTINUE retried for up to 10 minutes, with a heartbeat each minute meanwhile.
+    static func completeWithoutAgent(group: String, hook: String, instanceID: String?, token: String?,
+                                     global: GlobalOptions, logger: Logger) throws(LavaError) {
+        let environment = ProcessEnvironment.current()
+        let context = try AWSContext(environment: environment, region: global.region, profile: global.profile, logger: logger)
+        var known = instanceID
+        if known == nil { known = try context.imds?.instanceID() }
+        guard let id = known else {
+            throw LavaError(.invalidConfig, "no lava-boot agent is running and the instance id is unknown; pass --instance-id")
+        }
+        let autoScaling = AutoScalingClient(client: try context.client(.autoscaling))
+        logger.info("no lava-boot agent is running: completing the lifecycle action of group \(group), hook \(hook), instance \(id)")
+        let deadline = Clock.monotonicSeconds() + 600
+        var lastHeartbeat = Clock.monotonicSeconds()
+        var attempt = 0
+        while true {
+            attempt += 1
+            do throws(LavaError) {
+                try autoScaling.completeLifecycleAction(group: group, hook: hook, instanceID: id, token: token, result: "CONTINUE")
+                logger.info("completed the lifecycle action: CONTINUE")
+                print("completed the lifecycle action of \(id) (group \(group), hook \(hook)): CONTINUE")
+                return
+            } catch {
+                guard Clock.monotonicSeconds() < deadline else { throw error.prefixed("completing the lifecycle action") }
+                if Clock.monotonicSeconds() - lastHeartbeat >= 60 {
+                    try? autoScaling.recordHeartbeat(group: group, hook: hook, instanceID: id, token: token)
+                    lastHeartbeat = Clock.monotonicSeconds()
+                }
+                let wait = min(10, 0.5 * Double(1 << min(attempt, 5)))
+                logger.warning("completing the lifecycle action failed (attempt \(attempt)): \(error.message); retrying in \(wait) s")
+                Clock.sleep(seconds: wait)
+            }
+        }
     }
 }

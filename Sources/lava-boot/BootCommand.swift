@@ -1,3 +1,6 @@
+import Logging
+import LavaSource
+import LavaAWS
 import CShim
 import ArgumentParser
 import LavaBoot
@@ -47,6 +50,9 @@ struct BootCommand: ParsableCommand {
     @Option(name: .customLong("stop-timeout"), help: "Graceful-stop budget, overriding the realm's stop_minutes.")
     var stopTimeout: DurationArgument?
 
+    @Option(name: .customLong("heartbeat-interval"), help: "Lifecycle heartbeat period during a drain, overriding the realm's heartbeat_minutes.")
+    var heartbeatInterval: DurationArgument?
+
     @Flag(name: .customLong("user-mode"), help: "No accounts or privilege changes: workers run as the invoking user.")
     var userMode = false
 
@@ -73,9 +79,28 @@ struct BootCommand: ParsableCommand {
                                     scriptTimeout: scriptTimeout.seconds, stopTimeout: stopTimeout?.seconds,
                                     userMode: userMode, environment: ProcessEnvironment.current().map { "\($0.key)=\($0.value)" })
         settings.records = control.records
+        settings.heartbeatInterval = heartbeatInterval?.seconds
+        settings.lifecycle = LifecycleSetup.make(source: plan.source, global: global, logger: logger.with(component: "lifecycle"))
         let agent = Agent(plan: plan, area: area, settings: settings, trigger: trigger, logger: logger)
         agentBox.set(agent)
         try agent.run()
     }
 }
 
+
+/// The agent watches the instance's lifecycle wherever IMDS is there to watch: an S3 code area
+/// means EC2; a `file://` one only with `AWS_EC2_METADATA_SERVICE_ENDPOINT` named (air-gapped
+/// hosts, tests), so a laptop or a test never probes the link-local address.
+enum LifecycleSetup {
+    static func make(source: SourceLocation, global: GlobalOptions, logger: Logger) -> Lifecycle? {
+        let environment = ProcessEnvironment.current()
+        if case .file = source, (environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] ?? "").isEmpty { return nil }
+        guard let imds = try? IMDSClient.fromEnvironment(environment, logger: logger) else { return nil }
+        let poll = environment["LAVA_BOOT_LIFECYCLE_POLL_SECONDS"].flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 5
+        let (region, profile) = (global.region, global.profile)
+        return Lifecycle(imds: imds, pollInterval: poll, logger: logger) { () throws(LavaError) in
+            let context = try AWSContext(environment: environment, region: region, profile: profile, logger: logger)
+            return AutoScalingClient(client: try context.client(.autoscaling))
+        }
+    }
+}

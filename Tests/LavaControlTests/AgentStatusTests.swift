@@ -25,6 +25,31 @@ import Testing
         #expect(try AgentStatus(json: stopping.json) == stopping)
     }
 
+    @Test func lifecycleAndDrainRoundTripAndShowInTheText() throws {
+        var status = sampleStatus()
+        var lifecycle = LifecycleStatus()
+        lifecycle.group = "lava-prod"
+        lifecycle.hook = "drain"
+        lifecycle.instanceID = "i-0123456789abcdef0"
+        lifecycle.targetState = "Terminated"
+        lifecycle.notices = ["spot rebalance recommendation: {}"]
+        var drain = DrainStatus(trigger: "SIGTERM", deadline: Clock.wallSeconds() + 300)
+        drain.heartbeatsSent = 2
+        drain.nextHeartbeat = Clock.wallSeconds() + 60
+        drain.completion = "CONTINUE accepted"
+        lifecycle.drain = drain
+        status.lifecycle = lifecycle
+        let decoded = try AgentStatus(json: try JSONValue(parsing: status.json.serialized()))
+        #expect(decoded.lifecycle?.group == "lava-prod")
+        #expect(decoded.lifecycle?.notices == lifecycle.notices)
+        #expect(decoded.lifecycle?.drain?.heartbeatsSent == 2)
+        #expect(decoded.lifecycle?.drain?.completion == "CONTINUE accepted")
+        #expect(decoded.lifecycle?.drain?.trigger == "SIGTERM")
+        #expect(status.text.contains("auto scaling: group lava-prod, hook drain, instance i-0123456789abcdef0, target state Terminated"))
+        #expect(status.text.contains("draining (SIGTERM): 4m5"), "\(status.text)")
+        #expect(status.text.contains("2 heartbeats sent"))
+    }
+
     @Test func decodingIgnoresUnknownFieldsAndAcceptsMissingOptionalOnes() throws {
         let text = """
             {"pid":7,"realm":"r","worker":"w","stopping":true,"extra":{"new":1},\

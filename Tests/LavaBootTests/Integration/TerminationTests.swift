@@ -1,0 +1,271 @@
+import Foundation
+import LavaSystem
+import Testing
+
+/// SPEC §8: the drain of a terminating instance against the fake IMDS / Auto Scaling peer
+/// (every Auto Scaling call's SigV4 recomputed there), with fake workers recording signals.
+@Suite struct TerminationTests {
+    static let instance = "i-0123456789abcdef0"
+    let fixture = LocalFixture()
+    let imds: FakeIMDS
+    let records: String
+
+    init() throws {
+        imds = try FakeIMDS.start()
+        records = fixture.recordDirectory()
+        fixture.workerBundle("8.2.0")
+    }
+
+    func realm(drainSeconds: Int = 0, ignoreTerm: Bool = false, stopMinutes: Int? = nil) {
+        let env = #""FAKE_RECORD_DIR": "\#(records)", "FAKE_DRAIN_SECONDS": "\#(drainSeconds)", "FAKE_IGNORE_TERM": "\#(ignoreTerm ? 1 : 0)", "FAKE_NODISPATCH": "\#(fixture.root)/tmp/lava/__nodispatch__""#
+        let stop = stopMinutes.map { #", "stop_minutes": \#($0)"# } ?? ""
+        fixture.realms(#"{"realm": "prod", "x-workers": {"core": {"daemons": 1\#(stop), "env": {\#(env)}}}}"#)
+    }
+
+    /// The instance in group G with terminating hook H and (when `pending`) an action waiting.
+    func group(heartbeatTimeout: Int = 3600, pending: Bool = true, token: String? = nil, inGroup: Bool = true) throws {
+        let tokenJSON = token.map { "\"\($0)\"" } ?? "null"
+        let instances = inGroup ? #"{"\#(TerminationTests.instance)": {"group": "G", "state": "InService"}}"# : "{}"
+        let pendingJSON = pending ? #"[{"instance": "\#(TerminationTests.instance)", "group": "G", "hook": "H", "token": \#(tokenJSON)}]"# : "[]"
+        try imds.control(json: #"{"autoscaling": {"instances": \#(instances), "hooks": {"G": [{"name": "H", "transition": "autoscaling:EC2_INSTANCE_TERMINATING", "heartbeat_timeout": \#(heartbeatTimeout)}, {"name": "L", "transition": "autoscaling:EC2_INSTANCE_LAUNCHING"}]}, "pending": \#(pendingJSON)}}"#)
+    }
+
+    var environment: [String: String] {
+        ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint, "AWS_ENDPOINT_URL_AUTO_SCALING": imds.endpoint,
+         "LAVA_BOOT_RETRY_BASE_SECONDS": "0.01", "LAVA_BOOT_LIFECYCLE_POLL_SECONDS": "0.2", "HOME": fixture.directory.path]
+    }
+
+    func boot(stopTimeout: String? = "60s", heartbeat: String = "1s", _ extra: [String] = []) throws -> RunningAgent {
+        try RunningAgent(["boot", fixture.source, "prod", "core", "--realms-file", fixture.realmsFile, "--root", fixture.root,
+                          "--user-mode", "--heartbeat-interval", heartbeat, "--log-json"]
+                         + (stopTimeout.map { ["--stop-timeout", $0] } ?? []) + extra, environment: environment)
+    }
+
+    func waitForWorker(_ agent: RunningAgent) -> WorkerRecord? {
+        _ = waitUntil(timeout: 30) { WorkerRecord.all(in: records).count == 1 }
+        return WorkerRecord.all(in: records).first
+    }
+
+    func setPath(_ path: String, _ value: String?) throws {
+        let json = value.map { "\"\($0.replacingOccurrences(of: "\"", with: "\\\""))\"" } ?? "null"
+        try imds.control(json: #"{"paths": {"\#(path)": \#(json)}}"#)
+    }
+
+    func calls(_ action: String) throws -> [[String: Any]] {
+        ((try imds.counters()["autoscaling_calls"] as? [[String: Any]]) ?? []).filter { $0["action"] as? String == action }
+    }
+
+    func completions() throws -> [[String: Any]] { (try imds.counters()["completions"] as? [[String: Any]]) ?? [] }
+
+    func expectEverySignatureChecked() throws {
+        let all = (try imds.counters()["autoscaling_calls"] as? [[String: Any]]) ?? []
+        #expect(!all.isEmpty)
+        #expect(all.allSatisfy { $0["signature_ok"] as? Bool == true }, "\(all)")
+    }
+
+    @Test func terminatedStateDrainsWithHeartbeatsAndOneCompletion() throws {
+        try group()
+        realm(drainSeconds: 3)
+        let agent = try boot()
+        let worker = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("terminating hook H") }, "\(agent.log)")
+        let triggered = Date().timeIntervalSince1970
+        try setPath("/latest/meta-data/autoscaling/target-lifecycle-state", "Terminated")
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        let exited = Date().timeIntervalSince1970
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(exited - triggered < 40, "well inside the 60 s budget")
+        #expect(worker.signals == ["nodispatch", "HUP"], "__nodispatch__ before SIGHUP, then nothing else: \(worker.signals)")
+        let heartbeats = try calls("RecordLifecycleActionHeartbeat")
+        let completes = try calls("CompleteLifecycleAction")
+        #expect(heartbeats.count >= 1, "heartbeats while the worker drains")
+        #expect(completes.count == 1, "exactly one completion: \(completes)")
+        let completedAt = completes.first?["time"] as? Double ?? 0
+        #expect(heartbeats.allSatisfy { ($0["time"] as? Double ?? .infinity) < completedAt }, "no heartbeat after the completion")
+        #expect(completedAt - triggered >= 3, "completed after the worker's 3 s of in-flight jobs, not before")
+        let params = completes.first?["params"] as? [String: String]
+        #expect(params?["LifecycleActionResult"] == "CONTINUE")
+        #expect(params?["InstanceId"] == TerminationTests.instance)
+        #expect(params?["LifecycleActionToken"] == nil, "no token unless one was given")
+        #expect(try completions().count == 1)
+        try expectEverySignatureChecked()
+        #expect(agent.log.contains("completed the lifecycle action: CONTINUE"))
+    }
+
+    @Test func deadlineSendsTermThenKillAndStillCompletes() throws {
+        try group()
+        realm(drainSeconds: 600, ignoreTerm: true)
+        let agent = try boot(stopTimeout: "30s")
+        let worker = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("terminating hook H") }, "\(agent.log)")
+        let triggered = Date().timeIntervalSince1970
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(Date().timeIntervalSince1970 - triggered < 33, "the drain never outlasts the realm budget")
+        #expect(worker.signals == ["nodispatch", "HUP", "TERM"], "\(worker.signals)")
+        #expect(agent.log.contains("ignored SIGTERM; sending SIGKILL"), "\(agent.log)")
+        #expect(try calls("CompleteLifecycleAction").count == 1)
+    }
+
+    /// Without `--stop-timeout`, the realm's `stop_minutes` is the budget.
+    @Test func realmStopMinutesBoundsTheDrain() throws {
+        try group()
+        realm(drainSeconds: 600, ignoreTerm: true, stopMinutes: 1)
+        let agent = try boot(stopTimeout: nil)
+        let worker = try #require(waitForWorker(agent), "\(agent.log)")
+        let triggered = Date().timeIntervalSince1970
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 90) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0))
+        #expect(Date().timeIntervalSince1970 - triggered < 62, "within stop_minutes: 1")
+        #expect(worker.signals == ["nodispatch", "HUP", "TERM"], "\(worker.signals)")
+        #expect(try calls("CompleteLifecycleAction").count == 1)
+    }
+
+    @Test func spotNoticeSetsADeadlineFifteenSecondsBeforeIts() throws {
+        try group()
+        realm(drainSeconds: 600)
+        let agent = try boot(stopTimeout: "10m")
+        _ = try #require(waitForWorker(agent), "\(agent.log)")
+        let time = Date().timeIntervalSince1970 + 40
+        let formatter = ISO8601DateFormatter()
+        try setPath("/latest/meta-data/spot/instance-action", #"{"action": "terminate", "time": "\#(formatter.string(from: Date(timeIntervalSince1970: time)))"}"#)
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0))
+        #expect(Date().timeIntervalSince1970 < time - 12, "done 15 s before the spot time (3 s of slack)")
+        #expect(agent.log.contains("spot interruption"))
+        #expect(try calls("CompleteLifecycleAction").count == 1)
+    }
+
+    @Test func stopNamesGroupHookAndToken() throws {
+        try group(token: "token-1234", inGroup: false)
+        realm()
+        let agent = try boot()
+        _ = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        let stop = LavaBootBinary.run(["stop", "--root", fixture.root, "--wait", "--auto-scaling-group-name", "G",
+                                       "--lifecycle-hook-name", "H", "--lifecycle-action-token", "token-1234"], environment: environment)
+        #expect(stop.exitCode == 0, "\(stop.stderr)")
+        #expect(waitUntil(timeout: 30) { agent.status != nil })
+        let params = try calls("CompleteLifecycleAction").first?["params"] as? [String: String]
+        #expect(params?["LifecycleActionToken"] == "token-1234")
+        #expect(params?["AutoScalingGroupName"] == "G" && params?["LifecycleHookName"] == "H")
+        #expect(try completions().count == 1)
+    }
+
+    @Test func stopWithNoAgentStillCompletesTheNamedAction() throws {
+        try group()
+        let stop = LavaBootBinary.run(["stop", "--root", fixture.root, "--auto-scaling-group-name", "G", "--lifecycle-hook-name", "H"],
+                                      environment: environment)
+        #expect(stop.exitCode == 0, "\(stop.stderr)")
+        #expect(stop.stdout.contains("completed the lifecycle action of \(TerminationTests.instance)"), "\(stop.stdout)")
+        #expect(try completions().count == 1)
+        try expectEverySignatureChecked()
+        let none = LavaBootBinary.run(["stop", "--root", fixture.root], environment: environment)
+        #expect(none.exitCode == 1, "nothing named, nothing running: an error")
+    }
+
+    @Test func imdsFailingForAWhileIsNoTrigger() throws {
+        try group()
+        realm()
+        try imds.control(json: #"{"fail_next": 8, "status": 500}"#)
+        let agent = try boot()
+        _ = try #require(waitForWorker(agent), "\(agent.log)")
+        func served() -> Int { ((try? imds.counters()["failures_served"] as? Int) ?? nil) ?? 0 }
+        let before = served()
+        try imds.control(json: #"{"fail_next": 30, "status": 503}"#)
+        #expect(waitUntil(timeout: 30) { served() >= before + 30 }, "\(served()) \(agent.log)")
+        #expect(waitUntil(timeout: 10) { agent.log.contains("instance metadata answers again") })
+        #expect(agent.status == nil, "still running: \(agent.log)")
+        #expect(try calls("CompleteLifecycleAction").isEmpty)
+        try setPath("/latest/meta-data/autoscaling/target-lifecycle-state", "Terminated")
+        #expect(waitUntil(timeout: 30) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0))
+        #expect(try calls("CompleteLifecycleAction").count == 1)
+    }
+
+    /// A target state IMDS does not have (404) is polled twelve times less often than the rest.
+    @Test func aMissingTargetStateIsPolledSlowly() throws {
+        try group()
+        realm()
+        let agent = try boot()
+        _ = try #require(waitForWorker(agent), "\(agent.log)")
+        func gets(_ path: String) -> Int {
+            (((try? imds.counters()["requests"] as? [[String: Any]]) ?? nil) ?? []).filter { $0["path"] as? String == path }.count
+        }
+        #expect(waitUntil(timeout: 30) { gets("/latest/meta-data/spot/instance-action") >= 24 })
+        let targetStateGets = gets("/latest/meta-data/autoscaling/target-lifecycle-state")
+        #expect(targetStateGets >= 1 && targetStateGets <= 5, "\(targetStateGets) target-state polls beside 24 spot polls")
+        #expect(agent.stop() == .exited(0))
+    }
+
+    @Test func heartbeatAndCompletionErrorsAreRetried() throws {
+        try group()
+        realm(drainSeconds: 3)
+        try imds.control(json: #"{"autoscaling_faults": [{"action": "RecordLifecycleActionHeartbeat", "count": 1, "status": 400, "code": "Throttling", "message": "Rate exceeded"}, {"action": "CompleteLifecycleAction", "count": 1, "status": 500, "code": "InternalFailure"}, {"action": "CompleteLifecycleAction", "count": 2, "status": 400, "code": "ValidationError", "message": "No active Lifecycle Action found with instance ID \#(TerminationTests.instance)"}]}"#)
+        let agent = try boot()
+        _ = try #require(waitForWorker(agent), "\(agent.log)")
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0))
+        let completes = try calls("CompleteLifecycleAction")
+        #expect(completes.filter { $0["status"] as? Int == 200 }.count == 1, "\(completes)")
+        #expect(completes.count >= 4, "the 500 and both 'No active' answers were retried")
+        #expect(try completions().count == 1)
+    }
+
+    @Test func aHeartbeatIntervalTheHookWouldNotWaitForIsShortened() throws {
+        try group(heartbeatTimeout: 2)
+        realm(drainSeconds: 4)
+        let agent = try boot(heartbeat: "10s")
+        _ = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("sending every 1 s") }, "\(agent.log)")
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 60) { agent.status != nil })
+        #expect(try calls("RecordLifecycleActionHeartbeat").count >= 2, "a heartbeat each second of the 4 s drain")
+    }
+
+    @Test func credentialsRotatedMidDrainAreRefreshed() throws {
+        try imds.control(json: #"{"credential_lifetime": 305}"#)
+        try group()
+        realm(drainSeconds: 6)
+        let agent = try boot()
+        _ = try #require(waitForWorker(agent), "\(agent.log)")
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 20) { ((try? calls("RecordLifecycleActionHeartbeat")) ?? []).count >= 1 })
+        try imds.control(json: #"{"expire_now": true, "reject_old_keys": true}"#)
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        let completes = try calls("CompleteLifecycleAction")
+        #expect(completes.filter { $0["status"] as? Int == 200 }.count == 1, "\(completes)")
+        let keys = Set(((try imds.counters()["autoscaling_calls"] as? [[String: Any]]) ?? []).compactMap { $0["access_key_id"] as? String })
+        #expect(keys.count >= 2, "the calls after the rotation are signed with the new key")
+    }
+
+    @Test func statusShowsTheGroupAndTheDrain() throws {
+        try group()
+        realm(drainSeconds: 8)
+        let agent = try boot(stopTimeout: "5m")
+        _ = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("terminating hook H") })
+        try imds.control(json: #"{"paths": {"/latest/meta-data/events/recommendations/rebalance": "{\"noticeTime\": \"2026-12-01T12:00:00Z\"}"}}"#)
+        #expect(waitUntil(timeout: 20) { agent.log.contains("spot rebalance recommendation") })
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 20) { agent.log.contains("lifecycle heartbeat sent") }, "\(agent.log)")
+        let status = LavaBootBinary.run(["status", "--json", "--root", fixture.root])
+        #expect(status.exitCode == 0, "\(status.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+        let lifecycle = try #require(json["lifecycle"] as? [String: Any], "\(status.stdout)")
+        #expect(lifecycle["group"] as? String == "G")
+        #expect(lifecycle["hook"] as? String == "H")
+        #expect((lifecycle["notices"] as? [String])?.first?.contains("rebalance") == true)
+        let drain = try #require(lifecycle["drain"] as? [String: Any])
+        #expect(drain["trigger"] as? String == "SIGTERM")
+        #expect((drain["heartbeats_sent"] as? Int ?? 0) >= 1)
+        #expect((drain["time_left"] as? Double ?? 0) > 200)
+        let text = LavaBootBinary.run(["status", "--root", fixture.root])
+        #expect(text.stdout.contains("auto scaling: group G, hook H"), "\(text.stdout)")
+        #expect(text.stdout.contains("draining (SIGTERM)"))
+        #expect(waitUntil(timeout: 60) { agent.status != nil })
+    }
+}
