@@ -5,7 +5,7 @@
 
 Not part of `swift test`: run by hand after changing either peer. boto3/botocore are the reference
 client (only here; the peers themselves are stdlib only). It unit-checks sigv4_check.py against every
-case of /work/shared/vectors/sigv4 (or $SIGV4_VECTORS), then starts imds_fake.py as the Swift tests do
+case of Tests/LavaSigV4Tests/Vectors/sigv4 (or $SIGV4_VECTORS), then starts imds_fake.py as the Swift tests do
 (reads `PORT n`), sets state through /__control__ and drives it with boto3 using credentials fetched
 from the fake's own IMDS, static ones, and botocore's own IMDS credential provider. Prints one line
 per check; exits 0 only when all pass.
@@ -34,7 +34,9 @@ import botocore.session  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
-VECTORS = os.environ.get("SIGV4_VECTORS", "/work/shared/vectors/sigv4")
+# The repo's own copy of the published SigV4 suite (with its LICENSE), so the repo stands alone.
+VECTORS = os.environ.get("SIGV4_VECTORS", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                       "..", "..", "LavaSigV4Tests", "Vectors", "sigv4"))
 REGION = "eu-west-1"
 INSTANCE = "i-0123456789abcdef0"
 OTHER = "i-0fedcba9876543210"
