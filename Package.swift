@@ -21,46 +21,45 @@ let package = Package(
                        providers: [.apt(["libarchive-dev"]), .yum(["libarchive-devel"])]),
         .systemLibrary(name: "CBzip2",
                        providers: [.apt(["libbz2-dev"]), .yum(["bzip2-devel"])]),
-        // What Swift cannot call: variadic C functions and the child side of fork/exec.
-        .target(name: "CShim", dependencies: ["CCurl"]),
+        // What Swift cannot call: the child side of fork/exec and a few syscalls glibc hides.
+        .target(name: "CShim"),
+        // libcurl's variadic calls, typed; only the HTTP layer links it.
+        .target(name: "CCurlShim", dependencies: ["CCurl"]),
 
-        .target(name: "LavaSystem", dependencies: ["CShim"]),
+        .target(name: "LavaSystem", dependencies: ["CShim", .product(name: "Logging", package: "swift-log")]),
         .target(name: "LavaJSON"),
         .target(name: "LavaLog", dependencies: [
             "CShim", "LavaSystem", "LavaJSON", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "LavaCrypto", dependencies: ["CCrypto"]),
         .target(name: "LavaSigV4", dependencies: ["LavaCrypto", "LavaSystem"]),
-        .target(name: "LavaHTTP", dependencies: ["CCurl", "CShim", "LavaSystem", "LavaSource"]),
+        .target(name: "LavaHTTP", dependencies: ["CCurl", "CCurlShim", "LavaSystem"]),
         .target(name: "LavaAWS", dependencies: [
-            "LavaHTTP", "LavaSigV4", "LavaCrypto", "LavaJSON", "LavaLog", "LavaSystem", "LavaSource", "LavaRealm",
+            "LavaHTTP", "LavaSigV4", "LavaCrypto", "LavaJSON", "LavaSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "LavaBzip2", dependencies: ["CBzip2", "LavaSystem", "LavaSource"]),
-        .target(name: "LavaRealm", dependencies: ["LavaSystem", "LavaJSON"]),
-        .target(name: "LavaSource", dependencies: ["LavaSystem"]),
+        .target(name: "LavaBzip2", dependencies: ["CBzip2", "LavaSystem"]),
+        .target(name: "LavaRealm", dependencies: ["LavaSystem", "LavaJSON", "LavaAWS", "LavaHTTP"]),
+        .target(name: "LavaSource", dependencies: ["LavaSystem", "LavaAWS", .product(name: "Logging", package: "swift-log")]),
         .target(name: "LavaSelection", dependencies: ["LavaSystem", "LavaSource"]),
         .target(name: "LavaInstall", dependencies: [
-            "CArchive", "CShim", "LavaSystem", "LavaLog", "LavaJSON", "LavaSource", "LavaSelection", "LavaBzip2",
+            "CArchive", "CShim", "LavaSystem", "LavaJSON", "LavaSource", "LavaSelection", "LavaPlan", "LavaBzip2",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "LavaSupervisor", dependencies: [
-            "CShim", "LavaSystem", "LavaLog", .product(name: "Logging", package: "swift-log"),
-        ]),
-        .target(name: "LavaAccounts", dependencies: [
-            "LavaSystem", .product(name: "Logging", package: "swift-log"),
+            "CShim", "LavaSystem", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "LavaPlan", dependencies: [
-            "LavaSystem", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
+            "LavaSystem", "LavaRealm", "LavaSource", "LavaSelection",
         ]),
-        .target(name: "LavaControl", dependencies: ["LavaSystem", "LavaJSON"]),
+        .target(name: "LavaControl", dependencies: ["LavaSystem", "LavaJSON", "LavaSupervisor"]),
         .target(name: "LavaBoot", dependencies: [
-            "LavaSystem", "LavaLog", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall", "LavaPlan",
-            "LavaSupervisor", "LavaAccounts", "LavaControl", "LavaAWS", "LavaJSON", .product(name: "Logging", package: "swift-log"),
+            "LavaSystem", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall", "LavaPlan",
+            "LavaSupervisor", "LavaControl", "LavaAWS", "LavaJSON", .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "lava-boot", dependencies: [
             "LavaBoot",
-            "LavaPlan", "LavaAWS", "LavaSupervisor", "LavaAccounts", "LavaControl",
+            "LavaPlan", "LavaAWS", "LavaSupervisor", "LavaControl",
             "LavaSystem", "LavaLog", "LavaJSON", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -72,9 +71,9 @@ let package = Package(
             "LavaInstall", "LavaPlan", "LavaAWS", "LavaHTTP", "LavaSigV4", "LavaBoot",
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["Peers", "Vectors"]),
-        .testTarget(name: "LavaBzip2Tests", dependencies: ["LavaBzip2", "LavaSystem", "LavaSource", "CBzip2"]),
-        .testTarget(name: "LavaControlTests", dependencies: ["LavaControl", "LavaSystem", "LavaJSON"]),
-        .testTarget(name: "LavaHTTPTests", dependencies: ["LavaHTTP", "LavaSystem", "LavaSource"], exclude: ["Peers"]),
+        .testTarget(name: "LavaBzip2Tests", dependencies: ["LavaBzip2", "LavaSystem", "CBzip2"]),
+        .testTarget(name: "LavaControlTests", dependencies: ["LavaControl", "LavaSupervisor", "LavaSystem", "LavaJSON"]),
+        .testTarget(name: "LavaHTTPTests", dependencies: ["LavaHTTP", "LavaSystem"], exclude: ["Peers"]),
         .testTarget(name: "LavaSigV4Tests", dependencies: ["LavaSigV4", "LavaCrypto"], exclude: ["Vectors"]),
     ],
     swiftLanguageModes: [.v6]

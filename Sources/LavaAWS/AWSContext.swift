@@ -1,7 +1,6 @@
 import LavaHTTP
 import LavaSigV4
 import LavaSystem
-import LavaLog
 import Logging
 
 public enum AWSService: String, Sendable {

@@ -101,7 +101,7 @@ public final class AWSServiceClient: Sendable {
                 switch try attempt(try sign(request)) {
                 case .done(let value): return value
                 case .failed(let error):
-                    failure = LavaError(.aws, "\(service.rawValue) \(request.operation): \(error.summary)")
+                    failure = LavaError(.aws, "\(service.rawValue) \(request.operation): \(error.summary)", serviceCode: error.code)
                     retryable = error.isRetryable
                     throttled = error.isThrottling
                     if ["ExpiredToken", "ExpiredTokenException", "RequestExpired"].contains(error.code) {
@@ -122,7 +122,7 @@ public final class AWSServiceClient: Sendable {
                 withinBudget = Clock.monotonicSeconds() - start + delay < budget
             }
             guard retryable, withinBudget else {
-                throw number > 1 ? LavaError(failure.code, "\(failure.message) (gave up after \(number) attempts)") : failure
+                throw number > 1 ? LavaError(failure.code, "\(failure.message) (gave up after \(number) attempts)", serviceCode: failure.serviceCode) : failure
             }
             logger.debug("retrying \(service.rawValue) \(request.operation) in \(Int(delay * 1000)) ms (attempt \(number + 1)): \(failure.message)")
             Clock.sleep(seconds: delay)

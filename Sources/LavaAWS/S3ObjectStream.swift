@@ -1,6 +1,5 @@
 import LavaCrypto
 import LavaHTTP
-import LavaSource
 import LavaSystem
 import Logging
 
@@ -8,7 +7,7 @@ import Logging
 /// cut short resumes with `Range` + `If-Match: <etag>` (an object changed meanwhile is an
 /// error, never a mix), the total must equal the first response's Content-Length, and with S3
 /// checksums present the SHA-256 must match `x-amz-checksum-sha256`.
-final class S3ObjectStream: ObjectStream {
+public final class S3ObjectStream: ByteStream {
     private let s3: S3Client
     private let bucket: String
     private let key: String
@@ -22,7 +21,7 @@ final class S3ObjectStream: ObjectStream {
     private var resumes = 0
     private var finished = false
 
-    init(s3: S3Client, bucket: String, key: String, logger: Logger) throws(LavaError) {
+    public init(s3: S3Client, bucket: String, key: String, logger: Logger) throws(LavaError) {
         self.s3 = s3
         self.bucket = bucket
         self.key = key
@@ -55,7 +54,7 @@ final class S3ObjectStream: ObjectStream {
         current = stream
     }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws(LavaError) -> Int {
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(LavaError) -> Int {
         if finished { return 0 }
         while true {
             if current == nil { try open() }
@@ -95,51 +94,4 @@ final class S3ObjectStream: ObjectStream {
             }
         }
     }
-}
-
-/// A code area in S3 (`s3://BUCKET/PREFIX`).
-public struct S3CodeArea: CodeArea {
-    public let s3: S3Client
-    public let bucket: String
-    public let prefix: String
-    let logger: Logger
-
-    public init(s3: S3Client, bucket: String, prefix: String, logger: Logger) {
-        self.s3 = s3
-        self.bucket = bucket
-        self.prefix = prefix
-        self.logger = logger
-    }
-
-    public var location: SourceLocation { .s3(bucket: bucket, prefix: prefix) }
-
-    func fullKey(_ relative: String) -> String { prefix.isEmpty ? relative : "\(prefix)/\(relative)" }
-
-    func relativeKey(_ full: String) -> String {
-        prefix.isEmpty ? full : String(full.dropFirst(prefix.count + 1))
-    }
-
-    public func list(_ directory: String) throws(LavaError) -> [ObjectInfo] {
-        let listing = try s3.list(bucket: bucket, prefix: fullKey(directory) + "/", delimiter: "/")
-        return listing.objects.filter { !$0.key.hasSuffix("/") }.map { object in
-            ObjectInfo(key: relativeKey(object.key), size: object.size, modified: object.modified, etag: object.etag)
-        }.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
-    }
-
-    public func listDirectories(_ directory: String) throws(LavaError) -> [String] {
-        let listing = try s3.list(bucket: bucket, prefix: fullKey(directory) + "/", delimiter: "/")
-        return listing.prefixes.map { Paths.lastComponent(of: String($0.dropLast())) }
-    }
-
-    public func head(_ key: String) throws(LavaError) -> ObjectInfo? {
-        try s3.head(bucket: bucket, key: fullKey(key)).map { object in
-            ObjectInfo(key: key, size: object.size, modified: object.modified, etag: object.etag)
-        }
-    }
-
-    public func open(_ key: String) throws(LavaError) -> any ObjectStream {
-        try S3ObjectStream(s3: s3, bucket: bucket, key: fullKey(key), logger: logger)
-    }
-
-    public func localPath(_ key: String) -> String? { nil }
 }

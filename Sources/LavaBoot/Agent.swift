@@ -1,7 +1,5 @@
-import LavaAccounts
 import LavaControl
 import LavaInstall
-import LavaLog
 import LavaPlan
 import LavaRealm
 import LavaSelection
@@ -16,7 +14,6 @@ import Glibc
 /// How this boot runs, from the command line.
 public struct BootSettings: Sendable {
     public var root: HostRoot
-    public var installer: InstallerKind
     public var scriptTimeout: Double
     /// Overrides the host worker's `stop_minutes`.
     public var stopTimeout: Double?
@@ -31,9 +28,8 @@ public struct BootSettings: Sendable {
     /// Auto Scaling and IMDS, when the agent watches the instance's lifecycle.
     public var lifecycle: Lifecycle?
 
-    public init(root: HostRoot, installer: InstallerKind, scriptTimeout: Double, stopTimeout: Double?, userMode: Bool, environment: [String]) {
+    public init(root: HostRoot, scriptTimeout: Double, stopTimeout: Double?, userMode: Bool, environment: [String]) {
         self.root = root
-        self.installer = installer
         self.scriptTimeout = scriptTimeout
         self.stopTimeout = stopTimeout
         self.userMode = userMode
@@ -112,12 +108,12 @@ public final class Agent: Sendable {
         }
         try DispatchDirectory.prepare(root: settings.root, realm: plan.realm,
                                       group: settings.userMode ? nil : Accounts.group(Accounts.groupName))
-        var installer = Installer(root: settings.root, area: area, preferred: settings.installer, logger: logger.with(component: "install"))
+        var installer = Installer(root: settings.root, area: area, logger: logger.with(component: "install"))
         let trigger = self.trigger
         installer.isCancelled = { trigger.current != nil }
         var releases = [String: InstalledRelease]()
         do {
-            for release in try installer.installAll(plan.packagesToInstall.map(\.package)) {
+            for release in try installer.installAll(plan.packagesToInstall) {
                 releases[release.package.fileName] = release
             }
         } catch where error.code == .stopped {

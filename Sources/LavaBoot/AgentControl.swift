@@ -31,11 +31,7 @@ public final class AgentControl: Sendable {
             server = try ControlServer(directory: directory, log: { line in logger.debug("\(line)") }) { request in
                 switch request {
                 case .status:
-                    let rows = (agent()?.supervisor?.status() ?? []).map { daemon in
-                        DaemonStatusRow(worker: daemon.worker, index: daemon.index, version: daemon.version, pid: daemon.pid,
-                                        restarts: daemon.restarts, uptimeSeconds: daemon.uptime, state: daemon.phase.rawValue,
-                                        lastExit: daemon.lastExit)
-                    }
+                    let rows = agent()?.supervisor?.status() ?? []
                     return ControlResponse.status(AgentStatus(
                         agentPID: getpid(), realm: identity.realm, worker: identity.worker, source: identity.source,
                         stopping: trigger.current != nil, startedAt: startedAt, daemons: rows, lifecycle: agent()?.lifecycleStatus))

@@ -1,4 +1,3 @@
-import LavaLog
 import LavaPlan
 import LavaSource
 import LavaSystem

@@ -1,4 +1,3 @@
-import LavaSource
 import LavaSystem
 import Synchronization
 #if canImport(Glibc)
@@ -6,7 +5,7 @@ import Glibc
 #endif
 
 /// Decompresses a bzip2 input (one or more concatenated streams) on every core, as lbzip2 and
-/// pbzip2 do, and hands out the output in order through `ObjectStream`.
+/// pbzip2 do, and hands out the output in order through `ByteStream`.
 ///
 /// A reader thread pulls the compressed input and cuts it at every block magic (found at any bit
 /// offset); each candidate becomes a standalone one-block stream that a pool of workers decodes
@@ -20,7 +19,7 @@ import Glibc
 /// streamed when its turn comes.
 ///
 /// `read` is for one thread at a time. Dropping the decoder stops and joins its threads.
-public final class ParallelBzip2Decoder: ObjectStream {
+public final class ParallelBzip2Decoder: ByteStream {
     private static let counter = Atomic<Int>(0)
 
     /// Numbers the decoder's threads (named `bz2-<id>-r` and `bz2-<id>-w<n>`).
@@ -49,14 +48,14 @@ public final class ParallelBzip2Decoder: ObjectStream {
     ///   - maxBufferedBytes: decoded output buffered ahead of the caller, at most.
     ///   - onCompressedBytes: called from `read` (on the caller's thread) with the compressed bytes
     ///     read since the last call, for progress.
-    public convenience init(source: any ObjectStream, threads: Int? = nil, maxBufferedBytes: Int = 16 << 20,
+    public convenience init(source: any ByteStream, threads: Int? = nil, maxBufferedBytes: Int = 16 << 20,
                             onCompressedBytes: ((Int) -> Void)? = nil) {
         self.init(source: source, threads: threads, maxBufferedBytes: maxBufferedBytes,
                   onCompressedBytes: onCompressedBytes, falseCuts: [])
     }
 
     /// `falseCuts`: for tests, bit offsets the reader cuts at as if a block magic were there.
-    init(source: any ObjectStream, threads: Int?, maxBufferedBytes: Int,
+    init(source: any ByteStream, threads: Int?, maxBufferedBytes: Int,
          onCompressedBytes: ((Int) -> Void)?, falseCuts: [Int]) {
         let workers = max(threads ?? Self.defaultThreads, 1)
         let chunkSize = 256 * 1024

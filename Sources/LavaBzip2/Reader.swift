@@ -1,4 +1,3 @@
-import LavaSource
 import LavaSystem
 #if canImport(Glibc)
 import Glibc
@@ -7,7 +6,7 @@ import Glibc
 /// Reads the compressed input, finds stream headers, block boundaries and stream trailers, and
 /// queues each candidate block as a standalone stream.
 final class Reader: @unchecked Sendable {  // created before its thread starts, then used by that thread alone
-    private let source: any ObjectStream
+    private let source: any ByteStream
     private let pipeline: Pipeline
     private var window: UnsafeMutablePointer<UInt8>
     private var capacity: Int
@@ -24,7 +23,7 @@ final class Reader: @unchecked Sendable {  // created before its thread starts, 
 
     private static let closedCode = LavaError.Code("bzip2-decoder-closed")
 
-    init(source: any ObjectStream, pipeline: Pipeline, readSize: Int = 512 * 1024, falseCuts: [Int] = []) {
+    init(source: any ByteStream, pipeline: Pipeline, readSize: Int = 512 * 1024, falseCuts: [Int] = []) {
         self.source = source
         self.falseCuts = falseCuts.sorted()
         self.pipeline = pipeline

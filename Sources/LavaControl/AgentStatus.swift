@@ -1,4 +1,5 @@
 import LavaJSON
+import LavaSupervisor
 import LavaSystem
 
 /// What `lava-boot status` shows: the agent and every daemon it supervises.
@@ -13,12 +14,12 @@ public struct AgentStatus: Sendable, Equatable {
     public var stopping: Bool
     /// When the agent started, in seconds since the epoch.
     public var startedAt: Double
-    public var daemons: [DaemonStatusRow]
+    public var daemons: [DaemonStatus]
     /// Auto Scaling and the drain, when the agent watches the instance's lifecycle.
     public var lifecycle: LifecycleStatus?
 
     public init(agentPID: Int32, realm: String, worker: String, source: String, stopping: Bool,
-                startedAt: Double, daemons: [DaemonStatusRow], lifecycle: LifecycleStatus? = nil) {
+                startedAt: Double, daemons: [DaemonStatus], lifecycle: LifecycleStatus? = nil) {
         self.lifecycle = lifecycle
         self.agentPID = agentPID
         self.realm = realm
@@ -30,36 +31,6 @@ public struct AgentStatus: Sendable, Equatable {
     }
 }
 
-/// One supervised daemon.
-public struct DaemonStatusRow: Sendable, Equatable {
-    public var worker: String
-    /// 0-based position among the worker's daemons.
-    public var index: Int
-    public var version: String
-    /// nil while the daemon is not running.
-    public var pid: Int32?
-    /// Starts after the first.
-    public var restarts: Int
-    /// Seconds since the current process started; nil while not running.
-    public var uptimeSeconds: Double?
-    /// `running`, `restarting` (waiting out the backoff) or `stopped`; later versions may add states.
-    public var state: String
-    /// How the previous process ended (`exit status 1`, `signal 9 (SIGKILL)`); nil before any exit.
-    public var lastExit: String?
-
-    public init(worker: String, index: Int, version: String, pid: Int32?, restarts: Int,
-                uptimeSeconds: Double?, state: String, lastExit: String?) {
-        self.worker = worker
-        self.index = index
-        self.version = version
-        self.pid = pid
-        self.restarts = restarts
-        self.uptimeSeconds = uptimeSeconds
-        self.state = state
-        self.lastExit = lastExit
-    }
-}
-
 extension AgentStatus {
     public var json: JSONValue {
         var members: [JSONMember] = [
@@ -67,7 +38,7 @@ extension AgentStatus {
             JSONMember("realm", .string(realm)),
             JSONMember("worker", .string(worker)),
             JSONMember("source", .string(source)),
-            JSONMember("started", .number(formatSeconds(startedAt))),
+            JSONMember("started", .number(jsonSeconds(startedAt))),
             JSONMember("stopping", .bool(stopping)),
             JSONMember("daemons", .array(daemons.map(\.json))),
         ]
@@ -80,9 +51,9 @@ extension AgentStatus {
         guard let pid = Int32(exactly: try fields.int("pid")) else {
             throw LavaError(.controlProtocol, "status.pid: out of range")
         }
-        var daemons = [DaemonStatusRow]()
+        var daemons = [DaemonStatus]()
         for (position, element) in try fields.array("daemons").enumerated() {
-            daemons.append(try DaemonStatusRow(json: element, context: "status.daemons[\(position)]"))
+            daemons.append(try DaemonStatus(json: element, context: "status.daemons[\(position)]"))
         }
         self.init(agentPID: pid, realm: try fields.string("realm"), worker: try fields.string("worker"),
                   source: try fields.optionalString("source") ?? "", stopping: try fields.bool("stopping"),
@@ -95,7 +66,7 @@ extension AgentStatus {
     ///     lava-boot agent pid 4242, realm demo, worker core, started 2026-11-23 19:04 UTC, stopping: no
     ///     source file:///srv/lava-code
     ///     WORKER  #  VERSION  PID   UPTIME  RESTARTS  STATE    LAST EXIT
-    ///     core    0  8.2.0    4250  2h03m   0         running  -
+    ///     core    1  8.2.0    4250  2h03m   0         running  -
     public var text: String {
         var out = "lava-boot agent pid \(agentPID), realm \(realm), worker \(worker), "
             + "started \(CivilTime(epochSeconds: startedAt).shortDisplay) UTC, stopping: \(stopping ? "yes" : "no")\n"
@@ -105,8 +76,8 @@ extension AgentStatus {
             rows.append([
                 daemon.worker, String(daemon.index), daemon.version,
                 daemon.pid.map { String($0) } ?? "-",
-                daemon.uptimeSeconds.map(formatDuration) ?? "-",
-                String(daemon.restarts), daemon.state, daemon.lastExit ?? "-",
+                daemon.uptime.map(formatDuration) ?? "-",
+                String(daemon.restarts), daemon.phase.rawValue, daemon.lastExit ?? "-",
             ])
         }
         out += renderTable(rows)
@@ -116,7 +87,7 @@ extension AgentStatus {
     }
 }
 
-extension DaemonStatusRow {
+extension DaemonStatus {
     public var json: JSONValue {
         .object([
             JSONMember("worker", .string(worker)),
@@ -124,8 +95,8 @@ extension DaemonStatusRow {
             JSONMember("version", .string(version)),
             JSONMember("pid", pid.map { .number(Int($0)) } ?? .null),
             JSONMember("restarts", .number(restarts)),
-            JSONMember("uptime", uptimeSeconds.map { .number(formatSeconds($0)) } ?? .null),
-            JSONMember("state", .string(state)),
+            JSONMember("uptime", uptime.map { .number(jsonSeconds($0)) } ?? .null),
+            JSONMember("state", .string(phase.rawValue)),
             JSONMember("last_exit", lastExit.map { .string($0) } ?? .null),
         ])
     }
@@ -142,13 +113,13 @@ extension DaemonStatusRow {
             pid = exact
         }
         self.init(worker: try fields.string("worker"), index: try fields.int("index"), version: try fields.string("version"),
-                  pid: pid, restarts: try fields.int("restarts"), uptimeSeconds: try fields.optionalDouble("uptime"),
-                  state: try fields.string("state"), lastExit: try fields.optionalString("last_exit"))
+                  pid: pid, restarts: try fields.int("restarts"), uptime: try fields.optionalDouble("uptime"),
+                  phase: Phase(rawValue: try fields.string("state")), lastExit: try fields.optionalString("last_exit"))
     }
 }
 
-/// Seconds as a JSON number with at most millisecond precision: `12`, `12.5`, `1732388645.123`.
-func formatSeconds(_ seconds: Double) -> String {
+/// Seconds as JSON number text with at most millisecond precision: `12`, `12.5`, `1732388645.123`.
+func jsonSeconds(_ seconds: Double) -> String {
     guard seconds.isFinite else { return "0" }
     let milliseconds = Int64((seconds * 1000).rounded())
     let sign = milliseconds < 0 ? "-" : ""

@@ -107,7 +107,7 @@ public enum ControlClient {
     }
 
     private static func timedOut(_ timeout: Double?, _ socketPath: String) -> LavaError {
-        let limit = timeout.map { "within \(formatSeconds($0)) s" } ?? "in time"
+        let limit = timeout.map { "within \(jsonSeconds($0)) s" } ?? "in time"
         return LavaError(.agentTimeout, "the lava-boot agent did not answer \(limit) (\(socketPath))")
     }
 }

@@ -43,10 +43,10 @@ extension LifecycleStatus {
         if let drain {
             members.append(JSONMember("drain", .object([
                 JSONMember("trigger", .string(drain.trigger)),
-                JSONMember("deadline", .number(formatSeconds(drain.deadline))),
-                JSONMember("time_left", .number(formatSeconds(max(0, drain.deadline - Clock.wallSeconds())))),
+                JSONMember("deadline", .number(jsonSeconds(drain.deadline))),
+                JSONMember("time_left", .number(jsonSeconds(max(0, drain.deadline - Clock.wallSeconds())))),
                 JSONMember("heartbeats_sent", .number(drain.heartbeatsSent)),
-                JSONMember("next_heartbeat", drain.nextHeartbeat.map { .number(formatSeconds($0)) } ?? .null),
+                JSONMember("next_heartbeat", drain.nextHeartbeat.map { .number(jsonSeconds($0)) } ?? .null),
                 JSONMember("completion", drain.completion.map { .string($0) } ?? .null),
             ])))
         }

@@ -1,4 +1,4 @@
-import CShim
+import CCurlShim
 import LavaSystem
 import Synchronization
 

@@ -1,4 +1,3 @@
-import LavaSource
 import LavaSystem
 
 /// A response whose body is pulled, a buffer at a time, by the reader (libarchive's read
@@ -11,7 +10,7 @@ import LavaSystem
 ///
 /// Not thread-safe (not `Sendable`): one reader. Reading to the end or `close()` returns the
 /// connection to the client; closing early abandons the connection.
-public final class HTTPResponseStream: ObjectStream {
+public final class HTTPResponseStream: ByteStream {
     public let status: Int
     public let headers: HTTPHeaders
     /// Body bytes handed out so far.

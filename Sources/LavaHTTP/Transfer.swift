@@ -1,5 +1,5 @@
 import CCurl
-import CShim
+import CCurlShim
 import LavaSystem
 
 /// One libcurl easy handle inside its own multi handle, reused request after request. The multi

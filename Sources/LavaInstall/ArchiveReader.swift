@@ -14,7 +14,7 @@ final class ArchiveReader {
     private let source: StreamSource
     let displayName: String
 
-    init(stream: any ObjectStream, displayName: String, onRead: @escaping (Int) -> Void) throws(LavaError) {
+    init(stream: any ByteStream, displayName: String, onRead: @escaping (Int) -> Void) throws(LavaError) {
         guard let archive = archive_read_new() else { throw LavaError(.install, "libarchive: out of memory") }
         self.archive = archive
         self.displayName = displayName
@@ -61,11 +61,11 @@ final class ArchiveReader {
 
 /// libarchive's read callback target; libarchive holds an unretained pointer to it.
 private final class StreamSource {
-    let stream: any ObjectStream
+    let stream: any ByteStream
     var error: LavaError?
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
 
-    init(stream: any ObjectStream) {
+    init(stream: any ByteStream) {
         self.stream = stream
     }
 

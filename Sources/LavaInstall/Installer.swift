@@ -1,22 +1,14 @@
 import CArchive
 import CShim
 import LavaJSON
+import LavaPlan
 import LavaSelection
 import LavaSource
 import LavaSystem
-import LavaLog
 import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// How a bundle is put on the host.
-public enum InstallerKind: String, Sendable, CaseIterable {
-    /// Each bundle in its own `/opt/lava/releases/<stem>/`, `current` switched atomically.
-    case native
-    /// The bundle's own `install.sh -c -d BASE BUNDLE`, as the old scripts did.
-    case bundle
-}
 
 /// An installed release, and how to run its worker.
 public struct InstalledRelease: Sendable, Equatable {
@@ -32,16 +24,14 @@ public struct InstalledRelease: Sendable, Equatable {
 public struct Installer: Sendable {
     public let root: HostRoot
     public let area: any CodeArea
-    public let preferred: InstallerKind
     public let logger: Logger
     /// Polled between packages and archive entries: a stop requested meanwhile ends the
     /// install (nothing half-installed: the partial tree is removed).
     public var isCancelled: @Sendable () -> Bool = { false }
 
-    public init(root: HostRoot, area: any CodeArea, preferred: InstallerKind, logger: Logger) {
+    public init(root: HostRoot, area: any CodeArea, logger: Logger) {
         self.root = root
         self.area = area
-        self.preferred = preferred
         self.logger = logger
     }
 
@@ -53,19 +43,14 @@ public struct Installer: Sendable {
     /// Where a command in `/usr/local/bin` would shadow a system one for root.
     static let systemCommandDirectories = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
 
-    /// `--installer bundle`, and any version before 8.0, go through the bundle's install.sh.
-    public func kind(for package: PackageName) -> InstallerKind {
-        package.version.isOlder(than: 8, 0) ? .bundle : preferred
-    }
-
     /// Installs each package (the first is the host worker's, which `current` names), holding
     /// the root's install lock, then switches `current`: nothing switches until all succeeded.
-    public func installAll(_ packages: [SelectedPackage]) throws(LavaError) -> [InstalledRelease] {
+    public func installAll(_ plans: [WorkerPlan]) throws(LavaError) -> [InstalledRelease] {
         let lock = try InstallLock(root: root, logger: logger)
         let result = Result { () throws(LavaError) -> [InstalledRelease] in
-            let releases = try packages.map { (package) throws(LavaError) in
-                if isCancelled() { throw LavaError(.stopped, "stopped before \(package.name.fileName) was installed") }
-                return try install(package)
+            let releases = try plans.map { (plan) throws(LavaError) in
+                if isCancelled() { throw LavaError(.stopped, "stopped before \(plan.package.name.fileName) was installed") }
+                return try install(plan.package, as: plan.installer)
             }
             if let current = releases.first { try makeCurrent(current) }
             return releases
@@ -74,9 +59,9 @@ public struct Installer: Sendable {
         return try result.get()
     }
 
-    func install(_ selected: SelectedPackage) throws(LavaError) -> InstalledRelease {
+    func install(_ selected: SelectedPackage, as kind: InstallerKind) throws(LavaError) -> InstalledRelease {
         do {
-            switch kind(for: selected.name) {
+            switch kind {
             case .native: return try installNative(selected)
             case .bundle: return try installWithScript(selected)
             }

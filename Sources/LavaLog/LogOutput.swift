@@ -91,13 +91,6 @@ public final class LogSink: Sendable {
 }
 
 /// The metadata keys the contract names; anything else a caller adds goes after them.
-public enum LogField {
-    public static let realm = "realm"
-    public static let worker = "worker"
-    public static let component = "component"
-    static let ordered = [component, realm, worker]
-}
-
 /// Formats each record as text or one JSON object per line (`ts`, `level`, `msg`, then
 /// `realm`, `worker`, `component` and any other metadata).
 public struct LineLogHandler: LogHandler {
@@ -186,14 +179,5 @@ extension Logger.Level {
         case "error": self = .error
         default: return nil
         }
-    }
-}
-
-extension Logger {
-    /// The same logger with `component` set, as each part of lava-boot tags its lines.
-    public func with(component: String) -> Logger {
-        var copy = self
-        copy[metadataKey: LogField.component] = "\(component)"
-        return copy
     }
 }

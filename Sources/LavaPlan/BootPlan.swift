@@ -1,4 +1,3 @@
-import LavaInstall
 import LavaRealm
 import LavaSelection
 import LavaSource
@@ -7,10 +6,19 @@ import LavaSystem
 import Glibc
 #endif
 
+/// How a bundle is put on the host.
+public enum InstallerKind: String, Sendable, CaseIterable {
+    /// Each bundle in its own `/opt/lava/releases/<stem>/`, `current` switched atomically.
+    case native
+    /// The bundle's own `install.sh -c -d BASE BUNDLE`, as the old scripts did.
+    case bundle
+}
+
 /// One worker of the host with the package it would run.
 public struct WorkerPlan: Sendable {
     public var config: WorkerConfig
     public var package: SelectedPackage
+    /// Decided here, once: `--installer bundle`, and any version before 8.0, use install.sh.
     public var installer: InstallerKind
 }
 

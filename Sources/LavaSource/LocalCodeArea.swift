@@ -42,7 +42,7 @@ public struct LocalCodeArea: CodeArea {
                           etag: "\(status.st_size)-\(status.st_mtim.tv_sec).\(status.st_mtim.tv_nsec)")
     }
 
-    public func open(_ key: String) throws(LavaError) -> any ObjectStream {
+    public func open(_ key: String) throws(LavaError) -> any ByteStream {
         let path = Paths.join(root, key)
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw .errno("open", path) }
@@ -52,7 +52,7 @@ public struct LocalCodeArea: CodeArea {
     public func localPath(_ key: String) -> String? { Paths.join(root, key) }
 }
 
-final class FileObjectStream: ObjectStream {
+final class FileObjectStream: ByteStream {
     private let fd: Int32
     private let path: String
 

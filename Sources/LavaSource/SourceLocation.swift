@@ -75,12 +75,6 @@ public struct ObjectInfo: Sendable, Equatable {
     public var name: String { Paths.lastComponent(of: key) }
 }
 
-/// An object's bytes, read front to back once.
-public protocol ObjectStream: AnyObject {
-    /// Fills up to `buffer.count` bytes; 0 at the end of the object.
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws(LavaError) -> Int
-}
-
 /// A code area's objects, whatever the backend.
 public protocol CodeArea: Sendable {
     var location: SourceLocation { get }
@@ -90,7 +84,7 @@ public protocol CodeArea: Sendable {
     /// Names of the "directories" directly under `directory` (S3: common prefixes).
     func listDirectories(_ directory: String) throws(LavaError) -> [String]
     func head(_ key: String) throws(LavaError) -> ObjectInfo?
-    func open(_ key: String) throws(LavaError) -> any ObjectStream
+    func open(_ key: String) throws(LavaError) -> any ByteStream
     /// A path on local disk holding the object, when the area is local.
     func localPath(_ key: String) -> String?
 }
@@ -110,22 +104,5 @@ public enum CodeAreas {
             throw LavaError(.invalidSource, "\(location): no such directory")
         }
         return LocalCodeArea(root: path)
-    }
-}
-
-extension ObjectStream {
-    /// Writes the rest of the stream to a new file (`O_EXCL`: never over an existing one).
-    public func save(to path: String, mode: mode_t, onChunk: (Int) -> Void = { _ in }) throws(LavaError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        if fd < 0 { throw .errno("create", path) }
-        let file = FileDescriptor(adopting: fd, displayPath: path)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let count = try read(into: buffer)
-            if count == 0 { return }
-            try file.writeAll(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-            onChunk(count)
-        }
     }
 }

@@ -1,6 +1,5 @@
 import CShim
 import LavaSystem
-import LavaLog
 import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -33,18 +32,42 @@ public struct DaemonSpec: Sendable, Equatable {
     }
 }
 
-/// What `status` shows of one daemon.
-public struct DaemonState: Sendable, Equatable {
-    public enum Phase: String, Sendable { case running, restarting, stopped }
+/// What `status` shows of one daemon: the one type the supervisor reports and the control
+/// module serialises (docs/status-json.md).
+public struct DaemonStatus: Sendable, Equatable {
+    /// `running`, `restarting` or `stopped`; a client may meet states a later agent adds.
+    public struct Phase: RawRepresentable, Sendable, Hashable {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public static let running = Phase(rawValue: "running")
+        public static let restarting = Phase(rawValue: "restarting")
+        public static let stopped = Phase(rawValue: "stopped")
+    }
     public var worker: String
+    /// 1-based among the worker's daemons, as in the log lines (`core daemon 1`).
     public var index: Int
     public var version: String
+    /// nil while the daemon is not running.
     public var pid: Int32?
+    /// Starts after the first.
     public var restarts: Int
     /// Seconds since this run started, while running.
     public var uptime: Double?
     public var phase: Phase
+    /// How the previous process ended (`exit status 1`, `signal 9 (SIGKILL)`); nil before any exit.
     public var lastExit: String?
+
+    public init(worker: String, index: Int, version: String, pid: Int32?, restarts: Int, uptime: Double?,
+                phase: Phase, lastExit: String?) {
+        self.worker = worker
+        self.index = index
+        self.version = version
+        self.pid = pid
+        self.restarts = restarts
+        self.uptime = uptime
+        self.phase = phase
+        self.lastExit = lastExit
+    }
 }
 
 /// Restart waits: 1 s doubling to 60 s, back to 1 s after a run of 10 minutes.
@@ -67,7 +90,7 @@ public final class Supervisor: Sendable {
         var startedAt: Double?
         var restarts = 0
         var nextDelay: Double
-        var phase: DaemonState.Phase = .stopped
+        var phase: DaemonStatus.Phase = .stopped
         var lastExit: String?
         /// Bumped on every start, so a stale restart timer or exit does nothing.
         var generation = 0
@@ -110,11 +133,11 @@ public final class Supervisor: Sendable {
         for index in 0..<count { launch(index) }
     }
 
-    public func status() -> [DaemonState] {
+    public func status() -> [DaemonStatus] {
         let now = Clock.monotonicSeconds()
         return state.withLock { state in
             state.daemons.map { daemon in
-                DaemonState(worker: daemon.spec.worker, index: daemon.spec.index, version: daemon.spec.version,
+                DaemonStatus(worker: daemon.spec.worker, index: daemon.spec.index, version: daemon.spec.version,
                             pid: daemon.pid, restarts: daemon.restarts,
                             uptime: daemon.pid == nil ? nil : daemon.startedAt.map { now - $0 },
                             phase: daemon.phase, lastExit: daemon.lastExit)

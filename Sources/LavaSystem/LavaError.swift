@@ -27,10 +27,14 @@ public struct LavaError: Error, CustomStringConvertible, Sendable, Equatable {
 
     public var code: Code
     public var message: String
+    /// The remote service's own error code (`ThrottlingException`, `ValidationError`), kept as a
+    /// value so callers never match it back out of the message.
+    public var serviceCode: String?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, serviceCode: String? = nil) {
         self.code = code
         self.message = message
+        self.serviceCode = serviceCode
     }
 
     public var description: String { message }
@@ -44,6 +48,6 @@ public struct LavaError: Error, CustomStringConvertible, Sendable, Equatable {
 
     /// The same error with context in front: `installing lava-8.2.0: open ...`.
     public func prefixed(_ context: String) -> LavaError {
-        LavaError(code, "\(context): \(message)")
+        LavaError(code, "\(context): \(message)", serviceCode: serviceCode)
     }
 }

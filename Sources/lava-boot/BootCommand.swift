@@ -5,7 +5,6 @@ import CShim
 import ArgumentParser
 import LavaBoot
 import LavaInstall
-import LavaLog
 import LavaSystem
 #if canImport(Glibc)
 import Glibc
@@ -75,8 +74,7 @@ struct BootCommand: ParsableCommand {
         defer { control.finish() }
         let resolver = Resolver(target: target, platform: nil, skipPatterns: skipScripts, global: global, logger: logger)
         let (plan, area) = try resolver.plan()
-        var settings = BootSettings(root: root, installer: target.installer == .bundle ? .bundle : .native,
-                                    scriptTimeout: scriptTimeout.seconds, stopTimeout: stopTimeout?.seconds,
+        var settings = BootSettings(root: root, scriptTimeout: scriptTimeout.seconds, stopTimeout: stopTimeout?.seconds,
                                     userMode: userMode, environment: ProcessEnvironment.current().map { "\($0.key)=\($0.value)" })
         settings.records = control.records
         settings.heartbeatInterval = heartbeatInterval?.seconds

@@ -19,8 +19,8 @@ struct InstallCommand: ParsableCommand {
         let root = try global.hostRoot()
         let resolver = Resolver(target: target, platform: platform, skipPatterns: [], global: global, logger: logger)
         let (plan, area) = try resolver.plan()
-        let installer = Installer(root: root, area: area, preferred: target.installer == .bundle ? .bundle : .native, logger: logger)
-        let releases = try installer.installAll(plan.packagesToInstall.map(\.package))
+        let installer = Installer(root: root, area: area, logger: logger)
+        let releases = try installer.installAll(plan.packagesToInstall)
         for release in releases {
             print("\(release.reused ? "reused   " : "installed") \(release.package.fileName) -> \(release.path)")
         }

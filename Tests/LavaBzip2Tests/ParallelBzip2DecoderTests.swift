@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 @testable import LavaBzip2
-import LavaSource
+
 import LavaSystem
 
 /// Serialized: the thread and memory checks watch the whole process.

@@ -1,10 +1,10 @@
 import Foundation
 @testable import LavaBzip2
-import LavaSource
+
 import LavaSystem
 
 /// An in-memory input read in uneven pieces, to cross every boundary the reader has.
-final class MemoryStream: ObjectStream {
+final class MemoryStream: ByteStream {
     let bytes: [UInt8]
     private var offset = 0
     private var rng: SplitMix
@@ -34,7 +34,7 @@ final class MemoryStream: ObjectStream {
 }
 
 /// A file read with read(2).
-final class FileStream: ObjectStream {
+final class FileStream: ByteStream {
     let fd: Int32
     init(path: String) { fd = open(path, O_RDONLY) }
     deinit { close(fd) }

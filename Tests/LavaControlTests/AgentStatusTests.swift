@@ -1,5 +1,6 @@
 @testable import LavaControl
 import LavaJSON
+import LavaSupervisor
 import LavaSystem
 import Testing
 
@@ -57,8 +58,8 @@ import Testing
             """
         let status = try AgentStatus(json: JSONValue(parsing: text))
         #expect(status == AgentStatus(agentPID: 7, realm: "r", worker: "w", source: "", stopping: true, startedAt: 0,
-                                      daemons: [DaemonStatusRow(worker: "w", index: 0, version: "9.0", pid: nil, restarts: 0,
-                                                                uptimeSeconds: nil, state: "stopped", lastExit: nil)]))
+                                      daemons: [DaemonStatus(worker: "w", index: 0, version: "9.0", pid: nil, restarts: 0,
+                                                                uptime: nil, phase: .init(rawValue: "stopped"), lastExit: nil)]))
     }
 
     @Test func decodingErrorsNameTheField() throws {
@@ -104,13 +105,13 @@ import Testing
     }
 
     @Test func secondsAndDurations() {
-        #expect(formatSeconds(12) == "12")
-        #expect(formatSeconds(12.5) == "12.5")
-        #expect(formatSeconds(0.0004) == "0")
-        #expect(formatSeconds(0.0996) == "0.1")
-        #expect(formatSeconds(1_795_460_645.123) == "1795460645.123")
-        #expect(formatSeconds(-1.5) == "-1.5")
-        #expect(formatSeconds(.nan) == "0")
+        #expect(jsonSeconds(12) == "12")
+        #expect(jsonSeconds(12.5) == "12.5")
+        #expect(jsonSeconds(0.0004) == "0")
+        #expect(jsonSeconds(0.0996) == "0.1")
+        #expect(jsonSeconds(1_795_460_645.123) == "1795460645.123")
+        #expect(jsonSeconds(-1.5) == "-1.5")
+        #expect(jsonSeconds(.nan) == "0")
         #expect(formatDuration(0) == "0s")
         #expect(formatDuration(59.9) == "59s")
         #expect(formatDuration(65) == "1m05s")

@@ -1,6 +1,7 @@
 import Foundation
 import LavaControl
 import LavaJSON
+import LavaSupervisor
 import LavaSystem
 import Synchronization
 import Testing
@@ -105,12 +106,12 @@ func sampleStatus(pid: Int32 = 4242) -> AgentStatus {
         agentPID: pid, realm: "demo", worker: "core", source: "file:///srv/lava-code", stopping: false,
         startedAt: 1_795_460_645.25,
         daemons: [
-            DaemonStatusRow(worker: "core", index: 0, version: "8.2.0", pid: 4250, restarts: 0,
-                            uptimeSeconds: 7385.5, state: "running", lastExit: nil),
-            DaemonStatusRow(worker: "core", index: 1, version: "8.2.0", pid: nil, restarts: 3,
-                            uptimeSeconds: nil, state: "restarting", lastExit: "exit status 1"),
-            DaemonStatusRow(worker: "batch", index: 0, version: "7.0.3", pid: 4301, restarts: 12,
-                            uptimeSeconds: 42.125, state: "running", lastExit: "signal 9 (SIGKILL)"),
+            DaemonStatus(worker: "core", index: 0, version: "8.2.0", pid: 4250, restarts: 0,
+                            uptime: 7385.5, phase: .init(rawValue: "running"), lastExit: nil),
+            DaemonStatus(worker: "core", index: 1, version: "8.2.0", pid: nil, restarts: 3,
+                            uptime: nil, phase: .init(rawValue: "restarting"), lastExit: "exit status 1"),
+            DaemonStatus(worker: "batch", index: 0, version: "7.0.3", pid: 4301, restarts: 12,
+                            uptime: 42.125, phase: .init(rawValue: "running"), lastExit: "signal 9 (SIGKILL)"),
         ])
 }
 

@@ -1,5 +1,5 @@
 import LavaHTTP
-import LavaSource
+
 import LavaSystem
 import Testing
 #if canImport(Glibc)
@@ -215,11 +215,11 @@ import Glibc
         #expect(try stream.read(into: buffer) == 0)
     }
 
-    @Test func streamsAreObjectStreams() throws {
+    @Test func streamsAreByteStreams() throws {
         let peer = try PeerProcess()
         defer { peer.stop() }
         let client = try HTTPClient(configuration: Self.configuration())
-        let stream: any ObjectStream = try client.stream(HTTPRequest(url: peer.url("/big?size=1000")))
+        let stream: any ByteStream = try client.stream(HTTPRequest(url: peer.url("/big?size=1000")))
         var bytes = [UInt8](repeating: 0, count: 4096)
         let n = try bytes.withUnsafeMutableBytes { try stream.read(into: $0) }
         #expect(n == 1000)

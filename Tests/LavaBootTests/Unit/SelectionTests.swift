@@ -38,7 +38,7 @@ import Testing
             keys.contains(key) ? info(key) : nil
         }
 
-        func open(_ key: String) throws(LavaError) -> any ObjectStream {
+        func open(_ key: String) throws(LavaError) -> any ByteStream {
             guard keys.contains(key) else { throw LavaError(.system, "no such key \(key)") }
             return EmptyStream()
         }
@@ -46,7 +46,7 @@ import Testing
         func localPath(_ key: String) -> String? { nil }
     }
 
-    final class EmptyStream: ObjectStream {
+    final class EmptyStream: ByteStream {
         func read(into buffer: UnsafeMutableRawBufferPointer) throws(LavaError) -> Int { 0 }
     }
 

@@ -3,7 +3,7 @@
 
 /* Typed wrappers for libcurl's variadic calls (curl_easy_setopt, curl_easy_getinfo), which Swift
  * cannot call. Handles are void * and options/codes plain ints on purpose: this header does not
- * include <curl/curl.h>, so the CShim module never re-exports curl's declarations next to the
+ * include <curl/curl.h>, so the CCurlShim module never re-exports curl's declarations next to the
  * CCurl module's (Swift code passes `CURLOPT_X.rawValue` and compares with `CURLE_X.rawValue`). */
 
 #include <stddef.h>

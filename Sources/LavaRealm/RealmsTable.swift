@@ -1,6 +1,6 @@
+import LavaAWS
 import LavaHTTP
 import LavaJSON
-import LavaRealm
 import LavaSystem
 
 /// The realms table: one eventually consistent GetItem per boot.
@@ -28,7 +28,7 @@ public struct RealmsTable: Sendable {
                 headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "DynamoDB_20120810.GetItem")],
                 body: Array(body.utf8)))
         } catch {
-            if error.message.contains("ResourceNotFoundException") {
+            if error.serviceCode == "ResourceNotFoundException" {
                 throw LavaError(.aws, "realms table \(table) not found in \(client.context.region); pass --realms-table or --region")
             }
             throw error
