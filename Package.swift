@@ -65,6 +65,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // bench/decoder.sh's harness: the decoder alone, stdin to stdout. Not shipped.
+        .executableTarget(name: "lava-bzip2-decode", dependencies: ["LavaBzip2", "LavaSystem"], path: "bench/bzip2-decode"),
+
         .testTarget(name: "LavaBootTests", dependencies: [
             "CCurl", "CBzip2", "CArchive",
             "LavaSystem", "LavaLog", "LavaJSON", "LavaCrypto", "LavaRealm", "LavaSource", "LavaSelection",

@@ -33,9 +33,7 @@ struct InstallLock: ~Copyable {
         guard errno == EWOULDBLOCK else { throw .errno("flock", path) }
         let holder = InstallLock.holder(fd).map { " (pid \($0))" } ?? ""
         logger.info("another install on this root\(holder) holds \(path); waiting for it to finish")
-        while flock(fd, LOCK_EX) != 0 {
-            if errno != EINTR { throw .errno("flock", path) }
-        }
+        if Files.retryingEINTR({ flock(fd, LOCK_EX) }) != 0 { throw .errno("flock", path) }
         logger.info("the other install finished; going on")
     }
 

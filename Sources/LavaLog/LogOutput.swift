@@ -65,17 +65,8 @@ public final class LogSink: Sendable {
         }
         var bytes = Array(line.utf8)
         bytes.append(UInt8(ascii: "\n"))
-        bytes.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return  // a log line that cannot be written is dropped, never fatal
-                }
-                offset += n
-            }
-        }
+        // A log line that cannot be written is dropped, never fatal.
+        bytes.withUnsafeBytes { buffer in _ = try? FileDescriptor.writeAll(fd, buffer, displayPath: "the log") }
     }
 
     static func syslogPriority(_ level: Logger.Level) -> Int32 {

@@ -51,8 +51,7 @@ public enum RealmsFile {
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size) + 1)
         var count = 0
         while count < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }
-            if n < 0 && errno == EINTR { continue }
+            let n = bytes.withUnsafeMutableBytes { raw in Files.retryingEINTR { read(fd, raw.baseAddress! + count, raw.count - count) } }
             if n < 0 { throw LavaError.errno("read", path).prefixed("realms file") }
             if n == 0 { break }
             count += n

@@ -64,10 +64,8 @@ final class FileObjectStream: ByteStream {
     deinit { close(fd) }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws(LavaError) -> Int {
-        while true {
-            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if n >= 0 { return n }
-            if errno != EINTR { throw .errno("read", path) }
-        }
+        let n = Files.retryingEINTR { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+        if n < 0 { throw .errno("read", path) }
+        return n
     }
 }

@@ -182,6 +182,12 @@ public struct FileDescriptor: ~Copyable {
 
     /// Writes all of `buffer` at the current offset, or at `offset` when one is given.
     public func writeAll(_ buffer: UnsafeRawBufferPointer, at offset: Int64? = nil) throws(LavaError) {
+        try FileDescriptor.writeAll(descriptor, buffer, at: offset, displayPath: displayPath)
+    }
+
+    /// The one write-everything loop, for descriptors this type does not own (a log target).
+    public static func writeAll(_ descriptor: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int64? = nil,
+                                displayPath: String) throws(LavaError) {
         var written = 0
         while written < buffer.count {
             let start = buffer.baseAddress! + written

@@ -3,10 +3,10 @@ import Glibc
 #endif
 
 /// Plain POSIX file operations with errors that name the call and the path.
-/// EINTR is retried here, once, so callers never see it.
 public enum Files {
+    /// The one place EINTR is retried: `body` again until it succeeds or fails otherwise.
     @inline(__always)
-    static func retryingEINTR<T: BinaryInteger>(_ body: () -> T) -> T {
+    public static func retryingEINTR<T: BinaryInteger>(_ body: () -> T) -> T {
         while true {
             let result = body()
             if result >= 0 || errno != EINTR { return result }

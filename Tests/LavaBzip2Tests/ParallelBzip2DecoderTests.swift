@@ -326,50 +326,6 @@ struct ParallelBzip2DecoderTests {
         #expect(growth < 64 * 1024)
         }
     }
-
-    @Test func speedReport() throws {
-        let path = Fixtures.directory + "/speed"
-        let base = Fixtures.mixed(count: 10_000_000, seed: 100)
-        var copy = base
-        var all = Data()
-        for i in 0..<10 {
-            copy[i] ^= 0xFF
-            all.append(contentsOf: copy)
-        }
-        try all.write(to: URL(fileURLWithPath: path))
-        all = Data()
-        try Fixtures.shell("lbzip2 -9 -n 2 < '\(path)' > '\(path).bz2' && rm '\(path)'")
-        defer { try? FileManager.default.removeItem(atPath: path + ".bz2") }
-        func time(_ body: () throws -> Void) rethrows -> Double {
-            let start = Clock.monotonicSeconds()
-            try body()
-            return Clock.monotonicSeconds() - start
-        }
-        var ours: [Double] = [], lbzip2: [Double] = [], bzip2: [Double] = []
-        for _ in 0..<3 {
-            ours.append(try time {
-                let decoder = ParallelBzip2Decoder(source: FileStream(path: path + ".bz2"))
-                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
-                defer { buffer.deallocate() }
-                var total = 0
-                while true {
-                    let n = try decoder.read(into: buffer)
-                    if n == 0 { break }
-                    total += n
-                }
-                #expect(total == 100_000_000)
-            })
-            lbzip2.append(try time { try Fixtures.shell("lbzip2 -dc < '\(path).bz2' > /dev/null") })
-            bzip2.append(try time { try Fixtures.shell("bzip2 -dc < '\(path).bz2' > /dev/null") })
-        }
-        let median = { (values: [Double]) in values.sorted()[values.count / 2] }
-        let size = (try FileManager.default.attributesOfItem(atPath: path + ".bz2")[.size] as? Int) ?? 0
-        print("""
-            speed, 100 MB (\(size / 1_000_000) MB compressed), median of 3 wall seconds: \
-            ParallelBzip2Decoder \(median(ours)), lbzip2 -dc \(median(lbzip2)), bzip2 -dc \(median(bzip2)) \
-            (ratio to lbzip2: \(median(ours) / median(lbzip2)))
-            """)
-    }
 }
 
 /// An order-sensitive hash of a byte sequence, the same whatever pieces it is fed in.

@@ -91,18 +91,15 @@ enum Fixtures {
         return Array(out.prefix(count))
     }
 
-    /// Runs a shell command; fails the caller on a non-zero status.
-    @discardableResult
-    static func shell(_ command: String) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw LavaError(.process, "`\(command)` exited with \(process.terminationStatus)")
+    /// Runs a shell command through the process's one Reaper (never a second `waitpid`);
+    /// fails the caller on a non-zero status.
+    static func shell(_ command: String) throws {
+        var output = [String]()
+        let result = try Subprocess.run(SpawnRequest(executable: "/bin/sh", arguments: ["-c", command],
+                                                     environment: ["PATH=/usr/local/bin:/usr/bin:/bin"])) { output.append($0) }
+        guard result.status.isSuccess else {
+            throw LavaError(.process, "`\(command)` failed (\(result.status)): \(output.suffix(5).joined(separator: "; "))")
         }
-        return process.terminationStatus
     }
 
     static func write(_ bytes: [UInt8], _ name: String) throws -> String {

@@ -147,7 +147,7 @@ import Testing
         #expect(result.status == .signaled(SIGTERM))
         #expect(lines == ["started"])
         #expect(elapsed >= .milliseconds(450), "\(elapsed)")
-        #expect(elapsed < .seconds(10), "\(elapsed)")
+        #expect(elapsed < .seconds(60), "only a timeout that never fires takes this long: \(elapsed)")
     }
 
     @Test func aChildIgnoringSIGTERMGetsSIGKILL() throws {
@@ -157,7 +157,7 @@ import Testing
         #expect(result.status == .signaled(SIGKILL))
         #expect(lines == ["ready"])
         #expect(elapsed >= .milliseconds(950), "\(elapsed)")
-        #expect(elapsed < .seconds(10), "\(elapsed)")
+        #expect(elapsed < .seconds(60), "only a timeout that never fires takes this long: \(elapsed)")
     }
 
     @Test func aChildThatHandlesSIGTERMMayFinishCleanly() throws {
