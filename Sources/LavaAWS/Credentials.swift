@@ -12,42 +12,124 @@ public struct ExpiringCredentials: Sendable {
     public var source: String
 }
 
+/// One source of credentials. nil: it has none to offer, the chain asks the next; an error:
+/// it should have had some (a named profile that does not exist, a failing credential_process).
+public protocol CredentialProvider: Sendable {
+    func load() throws(LavaError) -> ExpiringCredentials?
+}
+
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
+struct EnvironmentCredentials: CredentialProvider {
+    let environment: [String: String]
+
+    func load() throws(LavaError) -> ExpiringCredentials? {
+        guard let key = environment["AWS_ACCESS_KEY_ID"], !key.isEmpty,
+              let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty else { return nil }
+        let token = environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        return ExpiringCredentials(credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: token),
+                                   expiration: nil, source: "environment")
+    }
+}
+
+/// The profile's static keys or `credential_process`; a profile named (`--profile`,
+/// `AWS_PROFILE`) that does not exist is an error, a missing `default` is not.
+struct ProfileCredentials: CredentialProvider {
+    let name: String
+    let named: Bool
+    let files: AWSConfigFiles
+    let environment: [String: String]
+    let logger: Logger
+
+    func load() throws(LavaError) -> ExpiringCredentials? {
+        guard let profile = files.profiles[name] else {
+            if named { throw LavaError(.credentials, "AWS profile \(name) not found in \(files.credentialsPath) or \(files.configPath)") }
+            return nil
+        }
+        if let key = profile["aws_access_key_id"], let secret = profile["aws_secret_access_key"] {
+            return ExpiringCredentials(credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret,
+                                                                   sessionToken: profile["aws_session_token"]),
+                                       expiration: nil, source: "profile \(name)")
+        }
+        if let command = profile["credential_process"] {
+            return try CredentialProcess(commandLine: command, profile: name, environment: environment, logger: logger).run()
+        }
+        return nil
+    }
+}
+
+/// IMDSv2 role credentials.
+struct InstanceRoleCredentials: CredentialProvider {
+    let imds: IMDSClient
+
+    func load() throws(LavaError) -> ExpiringCredentials? { try imds.roleCredentials() }
+}
+
 /// The SDKs' chain, first that yields: environment keys, the profile (static keys or
-/// `credential_process`), IMDSv2 role credentials. Loaded once and refreshed before expiry,
-/// one refresh at a time. Secrets never reach a log line.
+/// `credential_process`), IMDSv2 role credentials. Refreshed before expiry, one refresh in
+/// flight at a time; while it runs, every other caller is served the current credentials as
+/// long as they are valid, so a slow source never stalls them. Secrets never reach a log line.
 public final class CredentialChain: Sendable {
-    private let environment: [String: String]
-    private let profileName: String?
-    private let files: AWSConfigFiles
-    private let imds: IMDSClient?
+    private let providers: [any CredentialProvider]
     private let logger: Logger
-    private let cached = Mutex<ExpiringCredentials?>(nil)
+    private struct State {
+        var cached: ExpiringCredentials?
+        var refreshing = false
+    }
+    private let state = Mutex(State())
+    /// Held only by the caller that loads; others wait on it only when they have nothing valid.
+    private let refresh = Mutex(())
     /// Refresh this long before expiry.
     static let refreshMargin = 300.0
+    /// Credentials this close to expiry are not handed out.
+    static let validityFloor = 30.0
 
-    public init(environment: [String: String], profile: String?, files: AWSConfigFiles, imds: IMDSClient?, logger: Logger) {
-        self.environment = environment
-        self.profileName = profile ?? environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 }
-        self.files = files
-        self.imds = imds
+    public init(providers: [any CredentialProvider], logger: Logger) {
+        self.providers = providers
         self.logger = logger
     }
 
+    public convenience init(environment: [String: String], profile: String?, files: AWSConfigFiles, imds: IMDSClient?, logger: Logger) {
+        let explicit = profile ?? environment["AWS_PROFILE"].flatMap { $0.isEmpty ? nil : $0 }
+        var providers: [any CredentialProvider] = [
+            EnvironmentCredentials(environment: environment),
+            ProfileCredentials(name: explicit ?? "default", named: explicit != nil, files: files, environment: environment, logger: logger),
+        ]
+        if let imds { providers.append(InstanceRoleCredentials(imds: imds)) }
+        self.init(providers: providers, logger: logger)
+    }
+
     public func current() throws(LavaError) -> AWSCredentials {
-        let result: Result<AWSCredentials, LavaError> = cached.withLock { cached in
-            if let current = cached, current.expiration.map({ $0 - Clock.wallSeconds() > CredentialChain.refreshMargin }) ?? true {
-                return .success(current.credentials)
+        let now = Clock.wallSeconds()
+        let (fresh, valid, inFlight): (AWSCredentials?, ExpiringCredentials?, Bool) = state.withLock { state in
+            guard let cached = state.cached else { return (nil, nil, state.refreshing) }
+            let expiration = cached.expiration ?? .infinity
+            return (expiration - now > CredentialChain.refreshMargin ? cached.credentials : nil,
+                    expiration - now > CredentialChain.validityFloor ? cached : nil, state.refreshing)
+        }
+        if let fresh { return fresh }
+        if let valid, inFlight { return valid.credentials }
+        return try refreshed(fallback: valid)
+    }
+
+    /// Loads new credentials (or takes the ones another caller just loaded).
+    private func refreshed(fallback: ExpiringCredentials?) throws(LavaError) -> AWSCredentials {
+        let result: Result<AWSCredentials, LavaError> = refresh.withLock { _ in
+            let now = Clock.wallSeconds()
+            if let cached = state.withLock({ $0.cached }), (cached.expiration ?? .infinity) - now > CredentialChain.refreshMargin {
+                return .success(cached.credentials)
             }
+            state.withLock { $0.refreshing = true }
+            defer { state.withLock { $0.refreshing = false } }
             do throws(LavaError) {
                 let loaded = try load()
                 logger.debug("using AWS credentials from \(loaded.source)")
-                cached = loaded
+                state.withLock { $0.cached = loaded }
                 return .success(loaded.credentials)
             } catch {
                 // Credentials still valid for a while beat an error from a failed early refresh.
-                if let current = cached, let expiration = current.expiration, expiration > Clock.wallSeconds() + 30 {
+                if let fallback {
                     logger.warning("refreshing AWS credentials failed, using the current ones until they expire: \(error.message)")
-                    return .success(current.credentials)
+                    return .success(fallback.credentials)
                 }
                 return .failure(error)
             }
@@ -56,32 +138,13 @@ public final class CredentialChain: Sendable {
     }
 
     /// Forget the cached credentials (after the service rejected them).
-    public func invalidate() { cached.withLock { $0 = nil } }
+    public func invalidate() { state.withLock { $0.cached = nil } }
 
     func load() throws(LavaError) -> ExpiringCredentials {
-        if let key = environment["AWS_ACCESS_KEY_ID"], !key.isEmpty,
-           let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty {
-            let token = environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-            return ExpiringCredentials(credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: token),
-                                       expiration: nil, source: "environment")
+        for provider in providers {
+            if let found = try provider.load() { return found }
         }
-        let name = profileName ?? "default"
-        if let profile = files.profiles[name] {
-            if let key = profile["aws_access_key_id"], let secret = profile["aws_secret_access_key"] {
-                return ExpiringCredentials(credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret,
-                                                                       sessionToken: profile["aws_session_token"]),
-                                           expiration: nil, source: "profile \(name)")
-            }
-            if let command = profile["credential_process"] {
-                return try CredentialProcess(commandLine: command, profile: name, environment: environment, logger: logger).run()
-            }
-        } else if profileName != nil {
-            throw LavaError(.credentials, "AWS profile \(name) not found in \(files.credentialsPath) or \(files.configPath)")
-        }
-        if let imds {
-            return try imds.roleCredentials()
-        }
-        throw LavaError(.credentials, "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, name a profile with --profile, or run on an instance with a role (IMDS is disabled)")
+        throw LavaError(.credentials, "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, name a profile with --profile, or run on an instance with a role")
     }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 import LavaSigV4
 import LavaSystem
 import Logging
+import Synchronization
 import Testing
 
 /// Credentials chain, config files, region, endpoints, retries: the AWS SDK conventions.
@@ -20,6 +21,43 @@ import Testing
     func writeFiles(credentials: String = "", config: String = "") {
         directory.write(".aws/credentials", credentials)
         directory.write(".aws/config", config)
+    }
+
+    /// A source that answers at once the first time, then blocks until the test lets it go.
+    final class SlowSource: CredentialProvider, @unchecked Sendable {  // counters touched under `lock` only
+        let loading = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        private let lock = NSLock()
+        private var loads = 0
+
+        func load() throws(LavaError) -> ExpiringCredentials? {
+            lock.lock(); loads += 1; let count = loads; lock.unlock()
+            if count > 1 {
+                loading.signal()
+                release.wait()
+            }
+            // Inside the refresh margin but valid: the next caller refreshes.
+            return ExpiringCredentials(credentials: AWSCredentials(accessKeyID: "KEY\(count)", secretAccessKey: "s", sessionToken: nil),
+                                       expiration: Clock.wallSeconds() + 100, source: "slow")
+        }
+    }
+
+    @Test func oneRefreshInFlightWhileOthersAreServedTheCurrentCredentials() throws {
+        let source = SlowSource()
+        let chain = CredentialChain(providers: [source], logger: logger)
+        #expect(try chain.current().accessKeyID == "KEY1")
+        let refreshed = Mutex<String?>(nil)
+        Thread { refreshed.withLock { $0 = try? chain.current().accessKeyID } }.start()
+        #expect(source.loading.wait(timeout: .now() + 30) == .success, "the refresh started")
+        // The refresh is blocked in the source: another caller must not wait for it.
+        let served = Mutex<String?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread { served.withLock { $0 = try? chain.current().accessKeyID }; done.signal() }.start()
+        #expect(done.wait(timeout: .now() + 30) == .success, "served while the refresh is in flight")
+        #expect(served.withLock { $0 } == "KEY1")
+        source.release.signal()
+        for _ in 0..<3000 where refreshed.withLock({ $0 }) == nil { usleep(10_000) }
+        #expect(refreshed.withLock { $0 } == "KEY2")
     }
 
     @Test func environmentKeysComeFirst() throws {
