@@ -68,15 +68,20 @@ let package = Package(
         // bench/decoder.sh's harness: the decoder alone, stdin to stdout. Not shipped.
         .executableTarget(name: "lava-bzip2-decode", dependencies: ["LavaBzip2", "LavaSystem"], path: "bench/bzip2-decode"),
 
+        // What every test target shares: peers, temporary directories, bounded waits, commands run
+        // through the Reaper, peak memory measured in a child.
+        .target(name: "LavaTestSupport", dependencies: ["CShim", "LavaSystem"], path: "Tests/LavaTestSupport"),
+
         .testTarget(name: "LavaBootTests", dependencies: [
+            "LavaTestSupport",
             "CCurl", "CBzip2", "CArchive",
             "LavaSystem", "LavaLog", "LavaJSON", "LavaCrypto", "LavaRealm", "LavaSource", "LavaSelection",
             "LavaInstall", "LavaPlan", "LavaAWS", "LavaHTTP", "LavaSigV4", "LavaBoot",
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["Peers", "Vectors"]),
-        .testTarget(name: "LavaBzip2Tests", dependencies: ["LavaBzip2", "LavaSystem", "CBzip2"]),
-        .testTarget(name: "LavaControlTests", dependencies: ["LavaControl", "LavaSupervisor", "LavaSystem", "LavaJSON"]),
-        .testTarget(name: "LavaHTTPTests", dependencies: ["LavaHTTP", "LavaSystem"], exclude: ["Peers"]),
+        .testTarget(name: "LavaBzip2Tests", dependencies: ["LavaTestSupport", "LavaBzip2", "LavaSystem", "CBzip2"]),
+        .testTarget(name: "LavaControlTests", dependencies: ["LavaTestSupport", "LavaControl", "LavaSupervisor", "LavaSystem", "LavaJSON"]),
+        .testTarget(name: "LavaHTTPTests", dependencies: ["LavaTestSupport", "LavaHTTP", "LavaSystem"], exclude: ["Peers"]),
         .testTarget(name: "LavaSigV4Tests", dependencies: ["LavaSigV4", "LavaCrypto"], exclude: ["Vectors"]),
     ],
     swiftLanguageModes: [.v6]

@@ -2,6 +2,7 @@ import Foundation
 @testable import LavaBzip2
 
 import LavaSystem
+import LavaTestSupport
 
 /// An in-memory input read in uneven pieces, to cross every boundary the reader has.
 final class MemoryStream: ByteStream {
@@ -58,11 +59,8 @@ struct SplitMix {
 }
 
 enum Fixtures {
-    static let directory: String = {
-        let path = NSTemporaryDirectory() + "lava-bzip2-tests-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }()
+    private static let scratch = TemporaryDirectory("bzip2")
+    static var directory: String { scratch.path }
 
     /// Text lines, random bytes and runs, mixed: like a tar of sources and binaries.
     static func mixed(count: Int, seed: UInt64, textOnly: Bool = false) -> [UInt8] {

@@ -3,20 +3,14 @@ import LavaControl
 import LavaJSON
 import LavaSupervisor
 import LavaSystem
+import LavaTestSupport
 import Synchronization
 import Testing
 
 /// A private directory used as `--root`, removed at the end of the test.
 final class TemporaryRoot {
-    let path: String
-
-    init() {
-        var template = Array("/tmp/lava-control.XXXXXX".utf8CString)
-        let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        path = String(cString: created!)
-    }
-
-    deinit { try? Files.removeTree(path) }
+    private let scratch = TemporaryDirectory("control")
+    var path: String { scratch.path }
 
     var root: HostRoot { HostRoot(path) }
     var directory: AgentDirectory { AgentDirectory(root: root) }

@@ -20,7 +20,7 @@ import Glibc
     // MARK: Requests and responses
 
     @Test func getSmallBody() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let log = LogLines()
         let client = try HTTPClient(configuration: Self.configuration(), debug: log.hook)
@@ -36,7 +36,7 @@ import Glibc
     }
 
     @Test func head() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let client = try HTTPClient(configuration: Self.configuration())
         let response = try client.send(HTTPRequest(method: "HEAD", url: peer.url("/hello")))
@@ -48,7 +48,7 @@ import Glibc
     }
 
     @Test func putAndPostSendTheirBodies() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let client = try HTTPClient(configuration: Self.configuration())
         let binary: [UInt8] = [0, 1, 2, 0xFF, 0, 13, 10, 42]
@@ -73,7 +73,7 @@ import Glibc
     }
 
     @Test func customHeadersAreSentAsGiven() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let client = try HTTPClient(configuration: Self.configuration())
         let response = try client.send(HTTPRequest(
@@ -109,7 +109,7 @@ import Glibc
     }
 
     @Test func repeatedResponseHeadersAreKept() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let client = try HTTPClient(configuration: Self.configuration())
         let response = try client.send(HTTPRequest(url: peer.url("/repeated")))
@@ -120,7 +120,7 @@ import Glibc
     }
 
     @Test func notFoundIsAResponseWithItsBody() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let client = try HTTPClient(configuration: Self.configuration())
         let response = try client.send(HTTPRequest(url: peer.url("/missing")))
@@ -133,7 +133,7 @@ import Glibc
     }
 
     @Test func bufferedBodiesHaveALimit() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         var configuration = Self.configuration()
         configuration.maximumBufferedBody = 100_000
@@ -147,7 +147,7 @@ import Glibc
     // MARK: Streaming
 
     @Test func streamsFiftyMegabytesInBoundedMemory() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let size = 50 * 1024 * 1024
         let client = try HTTPClient(configuration: Self.configuration())
@@ -179,7 +179,7 @@ import Glibc
     }
 
     @Test func aSmallBufferPausesAndResumesWithoutLosingBytes() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         var configuration = Self.configuration()
         configuration.streamBuffer = 16 * 1024  // libcurl delivers up to 16 KiB at once: full at every chunk
@@ -201,7 +201,7 @@ import Glibc
     }
 
     @Test func headersArriveBeforeTheBodyIsRead() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let client = try HTTPClient(configuration: Self.configuration())
         let stream = try client.stream(HTTPRequest(url: peer.url("/repeated")))
@@ -216,7 +216,7 @@ import Glibc
     }
 
     @Test func streamsAreByteStreams() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let client = try HTTPClient(configuration: Self.configuration())
         let stream: any ByteStream = try client.stream(HTTPRequest(url: peer.url("/big?size=1000")))
@@ -229,7 +229,7 @@ import Glibc
     // MARK: Failures
 
     @Test func bodyCutShortIsATransientError() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let log = LogLines()
         let client = try HTTPClient(configuration: Self.configuration(), debug: log.hook)
@@ -290,7 +290,7 @@ import Glibc
     }
 
     @Test func aStalledPeerHitsTheLowSpeedLimit() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         var configuration = Self.configuration()
         configuration.lowSpeedLimit = 100
@@ -310,7 +310,7 @@ import Glibc
     }
 
     @Test func totalTimeoutEndsABufferedRequest() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         var configuration = Self.configuration()
         configuration.totalTimeout = 1
@@ -324,7 +324,7 @@ import Glibc
     // MARK: Connections
 
     @Test func sequentialRequestsReuseOneConnection() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let client = try HTTPClient(configuration: Self.configuration())
         let first = try client.send(HTTPRequest(url: peer.url("/hello")))
@@ -344,7 +344,7 @@ import Glibc
     }
 
     @Test func oneClientRecoversFromEveryKindOfFailure() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         var configuration = Self.configuration()
         configuration.lowSpeedLimit = 100
@@ -370,7 +370,7 @@ import Glibc
     }
 
     @Test func aStreamClosedEarlyLeavesTheClientUsable() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         let log = LogLines()
         let client = try HTTPClient(configuration: Self.configuration(), debug: log.hook)
@@ -401,7 +401,7 @@ import Glibc
     }
 
     @Test func requestsGoThroughTheProxyUnlessExempt() throws {
-        let peer = try PeerProcess()
+        let peer = try HTTPPeer()
         defer { peer.stop() }
         var configuration = Self.configuration()
         configuration.proxy = .fromEnvironment(["http_proxy": "http://127.0.0.1:\(peer.port)"])
@@ -419,7 +419,7 @@ import Glibc
     }
 
     @Test func httpsVerifiesThePeer() throws {
-        let peer = try PeerProcess(tls: true)
+        let peer = try HTTPPeer(tls: true)
         defer { peer.stop() }
         let url = "https://127.0.0.1:\(peer.port)/hello"
 
@@ -430,7 +430,7 @@ import Glibc
         #expect(!error.isTransientHTTPFailure)
 
         var configuration = Self.configuration()
-        configuration.caBundle = PeerProcess.certificate
+        configuration.caBundle = HTTPPeer.certificate
         let trusting = try HTTPClient(configuration: configuration)
         let first = try trusting.send(HTTPRequest(url: url))
         #expect(first.status == 200 && first.text == "hello world")

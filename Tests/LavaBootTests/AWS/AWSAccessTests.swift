@@ -4,6 +4,7 @@ import LavaSigV4
 import LavaSystem
 import Logging
 import Synchronization
+import LavaTestSupport
 import Testing
 
 /// Credentials chain, config files, region, endpoints, retries: the AWS SDK conventions.

@@ -1,5 +1,6 @@
 import Foundation
 @testable import LavaAWS
+import LavaTestSupport
 import Testing
 
 /// Every error case of the Smithy protocol tests for awsJson1_0 (DynamoDB) and awsQuery

@@ -3,6 +3,7 @@ import LavaAWS
 import LavaJSON
 import LavaSystem
 import Logging
+import LavaTestSupport
 import Testing
 
 /// plan / versions / install against moto's S3 and DynamoDB on loopback, through a fault proxy.

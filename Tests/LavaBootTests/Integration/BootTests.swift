@@ -1,6 +1,7 @@
 import Foundation
 import LavaJSON
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// `boot` in user mode: scriptlets, the install slot, supervision, restarts and the drain.

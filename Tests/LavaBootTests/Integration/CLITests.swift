@@ -1,6 +1,7 @@
 import Foundation
 import LavaJSON
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// Exit codes, error lines and output of the built binary.

@@ -1,6 +1,7 @@
 import CShim
 import Foundation
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// Faults a fleet meets (SPEC §5, §7): a killed agent, workers that leave jobs behind,

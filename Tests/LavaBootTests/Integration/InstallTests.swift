@@ -1,5 +1,6 @@
 import Foundation
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// `install` from a local code area: layout, links, modes, reuse, and hostile bundles.

@@ -2,6 +2,7 @@ import CArchive
 import CBzip2
 import CCurl
 import LavaCrypto
+import LavaTestSupport
 import Testing
 
 /// The four C libraries of the design link and answer.

@@ -1,5 +1,6 @@
 import Foundation
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// The loopback peers themselves work: moto (with and without SigV4 auth), the fault proxy and

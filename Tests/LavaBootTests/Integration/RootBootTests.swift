@@ -1,5 +1,6 @@
 import Foundation
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// `boot` as root with real accounts, created and removed by the tests. Serialized: the tests

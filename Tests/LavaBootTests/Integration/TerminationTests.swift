@@ -1,5 +1,6 @@
 import Foundation
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// SPEC §8: the drain of a terminating instance against the fake IMDS / Auto Scaling peer

@@ -1,4 +1,5 @@
 import Foundation
+import LavaTestSupport
 import Testing
 
 /// Every program the tests and benches call. A machine without one fails here, naming it,

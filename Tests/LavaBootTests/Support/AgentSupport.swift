@@ -1,5 +1,6 @@
 import Foundation
 import LavaSystem
+import LavaTestSupport
 import Synchronization
 import Testing
 
@@ -58,23 +59,6 @@ final class RunningAgent: Sendable {
             return fields.count > 2 && fields[0] == "Z" && Int32(fields[1]) == pid
         }
     }
-}
-
-final class ExitBox: Sendable {
-    private let status = Mutex<LavaSystem.ExitStatus?>(nil)
-    func set(_ value: LavaSystem.ExitStatus) { status.withLock { $0 = value } }
-    var value: LavaSystem.ExitStatus? { status.withLock { $0 } }
-}
-
-/// Polls `condition` every 50 ms until it holds or `timeout` passes.
-@discardableResult
-func waitUntil(timeout: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(50_000)
-    }
-    return condition()
 }
 
 /// What the fake lava-worker (scripts/fake-lava-worker.sh) recorded about one start.

@@ -1,31 +1,8 @@
 import CArchive
 import Foundation
 import LavaSystem
+import LavaTestSupport
 import Testing
-
-/// A private directory removed at the end of the test.
-final class TemporaryDirectory {
-    let path: String
-
-    init(_ label: String = "test") {
-        var template = Array("/tmp/lava-boot-\(label).XXXXXX".utf8CString)
-        let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        path = String(cString: created!)
-    }
-
-    deinit { try? Files.removeTree(path) }
-
-    func sub(_ relative: String) -> String { Paths.join(path, relative) }
-
-    @discardableResult
-    func write(_ relative: String, _ text: String, mode: mode_t = 0o644) -> String {
-        let full = sub(relative)
-        try! Files.makeDirectories(Paths.parent(of: full))
-        try! Files.writeAtomically(full, Array(text.utf8), mode: mode)
-        chmod(full, mode)
-        return full
-    }
-}
 
 /// One entry of a test bundle, written with libarchive so hostile entries are possible too.
 enum BundleEntry {
@@ -126,17 +103,6 @@ enum TestBundle {
     }
 }
 
-/// The output of one run of the built binary.
-struct CommandResult {
-    var status: LavaSystem.ExitStatus
-    var stdout: String
-    var stderr: String
-    var exitCode: Int32 {
-        if case .exited(let code) = status { return code }
-        return -1
-    }
-}
-
 enum LavaBootBinary {
     static var path: String {
         if let path = ProcessInfo.processInfo.environment["LAVA_BOOT_BIN"] { return path }
@@ -148,48 +114,6 @@ enum LavaBootBinary {
     /// Runs lava-boot with exactly `environment` (plus PATH), stdout and stderr kept apart.
     static func run(_ arguments: [String], environment: [String: String] = [:]) -> CommandResult {
         Command.run(path, arguments, environment: environment)
-    }
-}
-
-enum Command {
-    /// Runs `executable` with exactly `environment` (plus PATH), stdout and stderr kept apart.
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) -> CommandResult {
-        let scratch = TemporaryDirectory("run")
-        let outPath = scratch.sub("stdout"), errPath = scratch.sub("stderr")
-        let out = open(outPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        let err = open(errPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        var env = ["PATH=/usr/local/bin:/usr/bin:/bin"]
-        for (key, value) in environment { env.append("\(key)=\(value)") }
-        var request = SpawnRequest(executable: executable, arguments: arguments, environment: env)
-        request.standardOutput = out
-        request.standardError = err
-        let pid = try! Reaper.shared.spawn(request)
-        close(out)
-        close(err)
-        let status = Reaper.shared.wait(pid)
-        return CommandResult(status: status,
-                             stdout: (try? Files.readText(outPath)).flatMap { $0 } ?? "",
-                             stderr: (try? Files.readText(errPath)).flatMap { $0 } ?? "")
-    }
-}
-
-/// Peak memory of one command, measured in a python3 parent of its own: this test process's
-/// own high-water mark is shared by every suite running beside it.
-enum PeakMemory {
-    static func run(_ executable: String, _ arguments: [String]) -> (exitCode: Int32, peakKiB: Int) {
-        let code = """
-            import resource, subprocess, sys
-            status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
-            print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-            """
-        let python = (try? PeerScripts.python3()) ?? "/usr/bin/python3"
-        let result = Command.run(python, ["-c", code, executable] + arguments)
-        let fields = result.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" })
-        guard fields.count == 2, let status = Int32(fields[0]), let peak = Int(fields[1]) else {
-            Issue.record("cannot measure \(executable): \(result.stdout) \(result.stderr)")
-            return (-1, Int.max)
-        }
-        return (status, peak)
     }
 }
 
@@ -226,35 +150,3 @@ final class LocalFixture {
     }
 }
 
-/// A TCP listener on 127.0.0.1 that never accepts: it only tells whether anyone connected.
-final class LoopbackListener {
-    let fd: Int32
-    let port: UInt16
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        self.fd = fd
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw LavaError.errno("bind", "127.0.0.1") }
-        port = UInt16(bigEndian: address.sin_port)
-    }
-
-    deinit { close(fd) }
-
-    /// Connections made so far (each accepted and closed here).
-    func pendingConnections() -> Int {
-        var count = 0
-        while true {
-            let client = accept(fd, nil, nil)
-            if client < 0 { return count }
-            close(client)
-            count += 1
-        }
-    }
-}

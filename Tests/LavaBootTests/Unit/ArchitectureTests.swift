@@ -1,5 +1,6 @@
 import Foundation
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// docs/architecture.md: modules stand on floors and import only down (or sideways). Read from
@@ -16,6 +17,7 @@ import Testing
         "LavaControl": 7,
         "LavaBoot": 8,
         "lava-boot": 9, "lava-bzip2-decode": 9,
+        "LavaTestSupport": 2,
     ]
 
     static var packageRoot: String {
@@ -66,7 +68,7 @@ import Testing
         var checked = 0
         for (target, _) in try ArchitectureTests.declaredTargets() {
             guard let floor = ArchitectureTests.floors[target] else { continue }
-            let directory = target == "lava-bzip2-decode" ? "bench/bzip2-decode" : "Sources/\(target)"
+            let directory = ["lava-bzip2-decode": "bench/bzip2-decode", "LavaTestSupport": "Tests/LavaTestSupport"][target] ?? "Sources/\(target)"
             let enumerator = FileManager.default.enumerator(atPath: ArchitectureTests.packageRoot + "/" + directory)
             while let file = enumerator?.nextObject() as? String {
                 guard file.hasSuffix(".swift"),

@@ -1,4 +1,5 @@
 import LavaJSON
+import LavaTestSupport
 import Testing
 
 /// The JSON parser and serializer behind realms files, `plan --json` and JSON logs.

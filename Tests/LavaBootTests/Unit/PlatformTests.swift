@@ -3,6 +3,7 @@ import Glibc
 #endif
 import LavaSelection
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// SPEC §3 and §14: the platform read off a host tree (`--root`), and the overrides `plan` takes.

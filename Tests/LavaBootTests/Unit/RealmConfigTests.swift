@@ -1,6 +1,7 @@
 import LavaJSON
 import LavaRealm
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// SPEC §2: realms files, the `x-workers` rules, and the errors an operator sees for bad values.

@@ -1,6 +1,7 @@
 import LavaSelection
 import LavaSource
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// SPEC §3: which bundle a worker gets, and the decoys it must never get.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import LavaSource
 import LavaSystem
+import LavaTestSupport
 import Testing
 
 /// SPEC §1: the SOURCE argument, and a code area on local disk.

@@ -5,6 +5,7 @@ import CShim
 import Dispatch
 import LavaSystem
 import Synchronization
+import LavaTestSupport
 import Testing
 
 /// Children run through the Reaper: statuses, output, timeouts, exec failures and zombies.

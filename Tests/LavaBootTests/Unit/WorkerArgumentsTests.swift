@@ -1,6 +1,7 @@
 import LavaBoot
 @testable import LavaRealm
 import LavaSelection
+import LavaTestSupport
 import Testing
 
 /// The worker's argv (SPEC §7): `--log-json` from 7.1 on, `--threads` only when set.

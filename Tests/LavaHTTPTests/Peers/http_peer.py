@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Loopback HTTP/1.1 peer for the LavaHTTP tests (standard library only).
 
-Listens on 127.0.0.1, port 0, and prints the bound port on stdout. With --tls CERT KEY it
+Listens on 127.0.0.1, port 0, and prints `PORT <n>` on stdout (with --watch-stdin it exits at stdin's EOF). With --tls CERT KEY it
 speaks HTTPS. Every response carries X-Connection: the number of the TCP connection it went
 out on (1, 2, ...), so a test can tell a reused connection from a new one.
 
@@ -18,8 +18,10 @@ Routes:
 """
 import http.server
 import itertools
+import os
 import ssl
 import sys
+import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -106,13 +108,26 @@ class Server(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def watch_stdin():
+    """Exit once stdin reaches EOF: the test process that started this peer is gone."""
+    def run():
+        while sys.stdin.buffer.read(4096):
+            pass
+        os._exit(0)
+    threading.Thread(target=run, daemon=True).start()
+
+
 def main():
+    arguments = sys.argv[1:]
+    if "--watch-stdin" in arguments:
+        arguments.remove("--watch-stdin")
+        watch_stdin()
     server = Server(("127.0.0.1", 0), Handler)
-    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+    if len(arguments) == 3 and arguments[0] == "--tls":
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        context.load_cert_chain(arguments[1], arguments[2])
         server.socket = context.wrap_socket(server.socket, server_side=True)
-    print(server.server_address[1], flush=True)
+    print("PORT %d" % server.server_address[1], flush=True)
     server.serve_forever()
 
 
