@@ -72,13 +72,21 @@ let package = Package(
         // through the Reaper, peak memory measured in a child.
         .target(name: "LavaTestSupport", dependencies: ["CShim", "LavaSystem"], path: "Tests/LavaTestSupport"),
 
-        .testTarget(name: "LavaBootTests", dependencies: [
-            "LavaTestSupport",
-            "CCurl", "CBzip2", "CArchive",
-            "LavaSystem", "LavaLog", "LavaJSON", "LavaCrypto", "LavaRealm", "LavaSource", "LavaSelection",
-            "LavaInstall", "LavaPlan", "LavaAWS", "LavaHTTP", "LavaSigV4", "LavaBoot",
+        // Unit tests, one target per module; then one integration target that drives the binary.
+        .testTarget(name: "LavaSystemTests", dependencies: ["LavaTestSupport", "LavaSystem", "CShim"]),
+        .testTarget(name: "LavaJSONTests", dependencies: ["LavaTestSupport", "LavaJSON"]),
+        .testTarget(name: "LavaRealmTests", dependencies: ["LavaTestSupport", "LavaRealm", "LavaJSON", "LavaSystem"]),
+        .testTarget(name: "LavaSelectionTests", dependencies: ["LavaTestSupport", "LavaSelection", "LavaSource", "LavaSystem"]),
+        .testTarget(name: "LavaSourceTests", dependencies: ["LavaTestSupport", "LavaSource", "LavaSystem"]),
+        .testTarget(name: "LavaAWSTests", dependencies: [
+            "LavaTestSupport", "LavaAWS", "LavaSigV4", "LavaCrypto", "CCrypto", "CCurl", "LavaSystem",
             .product(name: "Logging", package: "swift-log"),
-        ], exclude: ["Peers", "Vectors"]),
+        ], exclude: ["Vectors"]),
+        .testTarget(name: "LavaBootTests", dependencies: ["LavaTestSupport", "LavaBoot", "LavaRealm", "LavaSelection"]),
+        .testTarget(name: "LavaIntegrationTests", dependencies: [
+            "LavaTestSupport", "CArchive", "CBzip2", "CCurl", "CCrypto", "CShim", "LavaSystem", "LavaJSON", "LavaCrypto", "LavaAWS",
+            .product(name: "Logging", package: "swift-log"),
+        ], exclude: ["Peers"]),
         .testTarget(name: "LavaBzip2Tests", dependencies: ["LavaTestSupport", "LavaBzip2", "LavaSystem", "CBzip2"]),
         .testTarget(name: "LavaControlTests", dependencies: ["LavaTestSupport", "LavaControl", "LavaSupervisor", "LavaSystem", "LavaJSON"]),
         .testTarget(name: "LavaHTTPTests", dependencies: ["LavaTestSupport", "LavaHTTP", "LavaSystem"], exclude: ["Peers"]),

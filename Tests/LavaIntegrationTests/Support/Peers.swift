@@ -10,16 +10,16 @@ import Glibc
 
 // Loopback protocol peers for the tests (SPEC §13): moto's server for S3 and DynamoDB, a
 // fault-injecting reverse proxy, and a fake IMDSv2. Each is a Python script under
-// `Tests/LavaBootTests/Peers/`, started through the project's own Reaper (never Foundation's
+// `Tests/LavaIntegrationTests/Peers/`, started through the project's own Reaper (never Foundation's
 // `Process`, whose `waitpid(pid)` would race the reaper's `wait4(-1)`).
 //
 // A peer that cannot start throws: a test that needs moto fails, it never skips.
 
 extension PeerScripts {
-    /// `Tests/LavaBootTests/Peers/`, or `LAVA_PEERS_DIR`.
+    /// `Tests/LavaIntegrationTests/Peers/`, or `LAVA_PEERS_DIR`.
     static var directory: String {
         if let override = ProcessInfo.processInfo.environment["LAVA_PEERS_DIR"] { return override }
-        // #filePath is …/Tests/LavaBootTests/Support/Peers.swift.
+        // #filePath is …/Tests/LavaIntegrationTests/Support/Peers.swift.
         return Paths.join(Paths.parent(of: Paths.parent(of: #filePath)), "Peers")
     }
 

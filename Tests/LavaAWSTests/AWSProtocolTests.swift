@@ -15,7 +15,7 @@ import Testing
         var description: String { id }
     }
 
-    static let vectors = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    static let vectors = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("Vectors/protocol-tests")
 
     /// `apply SHAPE @httpResponseTests([ { id: ..., code: N, headers: {...}, body: """...""" }, ... ])`

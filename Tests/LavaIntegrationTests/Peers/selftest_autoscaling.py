@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Self-test of the fake's Auto Scaling Query API (imds_fake.py) and of sigv4_check.py.
 
-    python3 Tests/LavaBootTests/Peers/selftest_autoscaling.py
+    python3 Tests/LavaIntegrationTests/Peers/selftest_autoscaling.py
 
 Not part of `swift test`: run by hand after changing either peer. boto3/botocore are the reference
 client (only here; the peers themselves are stdlib only). It unit-checks sigv4_check.py against every
