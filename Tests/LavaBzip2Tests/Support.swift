@@ -178,18 +178,3 @@ func threadsNamed(_ prefix: String) -> Int {
         return comm.hasPrefix(prefix)
     }.count
 }
-
-func statusKB(_ field: String) -> Int {
-    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-    for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
-        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
-    }
-    return 0
-}
-
-/// glibc's malloc_trim (malloc.h is not in the Glibc module).
-func mallocTrim() {
-    typealias Trim = @convention(c) (Int) -> Int32
-    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
-    _ = unsafeBitCast(symbol, to: Trim.self)(0)
-}

@@ -69,20 +69,39 @@ public enum Command {
 /// Peak memory of one command, measured in a python3 parent of its own: this test process's
 /// own high-water mark is shared by every suite running beside it.
 public enum PeakMemory {
-    public static func run(_ executable: String, _ arguments: [String]) -> (exitCode: Int32, peakKiB: Int) {
+    /// The command's exit code, peak RSS in KiB, and the SHA-256 of what it wrote on stdout;
+    /// stdin from `input` when given.
+    public static func run(_ executable: String, _ arguments: [String], input: String? = nil)
+        -> (exitCode: Int32, peakKiB: Int, outputSHA256: String) {
         let code = """
-            import resource, subprocess, sys
-            status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
-            print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+            import hashlib, resource, subprocess, sys
+            source = open(sys.argv[1], "rb") if sys.argv[1] else subprocess.DEVNULL
+            child = subprocess.Popen(sys.argv[2:], stdin=source, stdout=subprocess.PIPE)
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: child.stdout.read(1 << 20), b""):
+                digest.update(chunk)
+            status = child.wait()
+            print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, digest.hexdigest())
             """
         let python = (try? PeerScripts.python3()) ?? "/usr/bin/python3"
-        let result = Command.run(python, ["-c", code, executable] + arguments)
+        let result = Command.run(python, ["-c", code, input ?? "", executable] + arguments)
         let fields = result.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" })
-        guard fields.count == 2, let status = Int32(fields[0]), let peak = Int(fields[1]) else {
+        guard fields.count == 3, let status = Int32(fields[0]), let peak = Int(fields[1]) else {
             Issue.record("cannot measure \(executable): \(result.stdout) \(result.stderr)")
-            return (-1, Int.max)
+            return (-1, Int.max, "")
         }
-        return (status, peak)
+        return (status, peak, String(fields[2]))
+    }
+}
+
+/// Executables this package builds, next to the one `LAVA_BOOT_BIN` names (scripts/test.sh),
+/// else in `.build/debug`.
+public enum PackageExecutable {
+    public static func path(_ name: String) -> String {
+        if let bin = ProcessInfo.processInfo.environment["LAVA_BOOT_BIN"] { return Paths.join(Paths.parent(of: bin), name) }
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        return packageRoot + "/.build/debug/" + name
     }
 }
 

@@ -104,12 +104,7 @@ enum TestBundle {
 }
 
 enum LavaBootBinary {
-    static var path: String {
-        if let path = ProcessInfo.processInfo.environment["LAVA_BOOT_BIN"] { return path }
-        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().path
-        return packageRoot + "/.build/debug/lava-boot"
-    }
+    static var path: String { PackageExecutable.path("lava-boot") }
 
     /// Runs lava-boot with exactly `environment` (plus PATH), stdout and stderr kept apart.
     static func run(_ arguments: [String], environment: [String: String] = [:]) -> CommandResult {
