@@ -194,27 +194,12 @@ public final class Agent: Sendable {
         if let action, let lifecycle { complete(action, lifecycle, until: deadline) }
     }
 
-    /// CONTINUE, retried on every error (including "No active Lifecycle Action found", which
-    /// Auto Scaling answers for a while after `Terminated`) until it succeeds or the deadline.
     private func complete(_ action: LifecycleAction, _ lifecycle: Lifecycle, until deadline: Double) {
-        var attempt = 0
-        while true {
-            attempt += 1
-            do throws(LavaError) {
-                try lifecycle.complete(action, result: "CONTINUE")
-                logger.info("completed the lifecycle action: CONTINUE (group \(action.group), hook \(action.hook))")
-                lifecycle.update { $0.drain?.completion = "CONTINUE accepted" }
-                return
-            } catch {
-                let wait = min(5, 0.5 * Double(1 << min(attempt, 4)))
-                guard Clock.monotonicSeconds() + wait < deadline else {
-                    logger.error("could not complete the lifecycle action before the deadline: \(error.message)")
-                    lifecycle.update { $0.drain?.completion = "failed: \(error.message)" }
-                    return
-                }
-                logger.warning("completing the lifecycle action failed (attempt \(attempt)): \(error.message); retrying in \(wait) s")
-                Clock.sleep(seconds: wait)
-            }
+        do throws(LavaError) {
+            try action.complete(with: try lifecycle.autoScaling(), until: deadline, logger: logger)
+            lifecycle.update { $0.drain?.completion = "CONTINUE accepted" }
+        } catch {
+            lifecycle.update { $0.drain?.completion = "failed: \(error.message)" }
         }
     }
 }

@@ -14,6 +14,13 @@ public struct LifecycleAction: Sendable, Equatable {
     public var hook: String
     public var instanceID: String
     public var token: String?
+
+    public init(group: String, hook: String, instanceID: String, token: String?) {
+        self.group = group
+        self.hook = hook
+        self.instanceID = instanceID
+        self.token = token
+    }
 }
 
 /// What a `stop` request names, each field optional (the old stop utility's flags).
@@ -145,10 +152,6 @@ public final class Lifecycle: Sendable {
         try autoScaling().recordHeartbeat(group: action.group, hook: action.hook, instanceID: action.instanceID, token: action.token)
     }
 
-    func complete(_ action: LifecycleAction, result: String) throws(LavaError) {
-        try autoScaling().completeLifecycleAction(group: action.group, hook: action.hook, instanceID: action.instanceID,
-                                                token: action.token, result: result)
-    }
 
     // MARK: watching IMDS
 

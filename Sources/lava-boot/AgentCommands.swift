@@ -1,3 +1,4 @@
+import LavaBoot
 import Logging
 import LavaAWS
 import ArgumentParser
@@ -105,26 +106,12 @@ struct StopCommand: ParsableCommand {
         }
         let autoScaling = AutoScalingClient(client: try context.client(.autoscaling))
         logger.info("no lava-boot agent is running: completing the lifecycle action of group \(group), hook \(hook), instance \(id)")
-        let deadline = Clock.monotonicSeconds() + 600
-        var lastHeartbeat = Clock.monotonicSeconds()
-        var attempt = 0
-        while true {
-            attempt += 1
-            do throws(LavaError) {
-                try autoScaling.completeLifecycleAction(group: group, hook: hook, instanceID: id, token: token, result: "CONTINUE")
-                logger.info("completed the lifecycle action: CONTINUE")
-                print("completed the lifecycle action of \(id) (group \(group), hook \(hook)): CONTINUE")
-                return
-            } catch {
-                guard Clock.monotonicSeconds() < deadline else { throw error.prefixed("completing the lifecycle action") }
-                if Clock.monotonicSeconds() - lastHeartbeat >= 60 {
-                    try? autoScaling.recordHeartbeat(group: group, hook: hook, instanceID: id, token: token)
-                    lastHeartbeat = Clock.monotonicSeconds()
-                }
-                let wait = min(10, 0.5 * Double(1 << min(attempt, 5)))
-                logger.warning("completing the lifecycle action failed (attempt \(attempt)): \(error.message); retrying in \(wait) s")
-                Clock.sleep(seconds: wait)
-            }
+        let action = LifecycleAction(group: group, hook: hook, instanceID: id, token: token)
+        do {
+            try action.complete(with: autoScaling, until: Clock.monotonicSeconds() + 600, heartbeatEvery: 60, logger: logger)
+        } catch {
+            throw error.prefixed("completing the lifecycle action")
         }
+        print("completed the lifecycle action of \(id) (group \(group), hook \(hook)): CONTINUE")
     }
 }

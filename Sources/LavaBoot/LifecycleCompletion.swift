@@ -1,0 +1,34 @@
+import LavaAWS
+import LavaSystem
+import Logging
+
+extension LifecycleAction {
+    /// CONTINUE, retried on every error (including "No active Lifecycle Action found", which
+    /// Auto Scaling answers for a while after `Terminated`) until it succeeds or `deadline`
+    /// (monotonic seconds), with a heartbeat every `heartbeatEvery` seconds while it retries.
+    public func complete(with autoScaling: AutoScalingClient, until deadline: Double, heartbeatEvery: Double? = nil,
+                         logger: Logger) throws(LavaError) {
+        var attempt = 0
+        var lastHeartbeat = Clock.monotonicSeconds()
+        while true {
+            attempt += 1
+            do throws(LavaError) {
+                try autoScaling.completeLifecycleAction(group: group, hook: hook, instanceID: instanceID, token: token, result: "CONTINUE")
+                logger.info("completed the lifecycle action: CONTINUE (group \(group), hook \(hook))")
+                return
+            } catch {
+                let wait = min(5, 0.5 * Double(1 << min(attempt, 4)))
+                guard Clock.monotonicSeconds() + wait < deadline else {
+                    logger.error("could not complete the lifecycle action before the deadline: \(error.message)")
+                    throw error
+                }
+                if let every = heartbeatEvery, Clock.monotonicSeconds() - lastHeartbeat >= every {
+                    try? autoScaling.recordHeartbeat(group: group, hook: hook, instanceID: instanceID, token: token)
+                    lastHeartbeat = Clock.monotonicSeconds()
+                }
+                logger.warning("completing the lifecycle action failed (attempt \(attempt)): \(error.message); retrying in \(wait) s")
+                Clock.sleep(seconds: wait)
+            }
+        }
+    }
+}
