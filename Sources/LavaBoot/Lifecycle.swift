@@ -152,7 +152,6 @@ public final class Lifecycle: Sendable {
         try autoScaling().recordHeartbeat(group: action.group, hook: action.hook, instanceID: action.instanceID, token: action.token)
     }
 
-
     // MARK: watching IMDS
 
     static func trimmed(_ text: String) -> String {
