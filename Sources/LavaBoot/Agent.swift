@@ -25,6 +25,8 @@ public struct BootSettings: Sendable {
     public var records: DaemonRecords?
     /// Overrides the host worker's `heartbeat_minutes`.
     public var heartbeatInterval: Double?
+    /// How long every daemon must stay up before the launch action is completed (SPEC §8a).
+    public var readyAfter: Double = 30
     /// Auto Scaling and IMDS, when the agent watches the instance's lifecycle.
     public var lifecycle: Lifecycle?
 
@@ -65,21 +67,82 @@ public final class Agent: Sendable {
     var heartbeatInterval: Double { settings.heartbeatInterval ?? Double(plan.host.host.heartbeatMinutes * 60) }
 
     public func run() throws(LavaError) {
-        if let lifecycle = settings.lifecycle {
-            lifecycle.discover(budget: budget, heartbeatInterval: heartbeatInterval)
-            try lifecycle.watch(trigger)
+        let lifecycle = settings.lifecycle
+        lifecycle?.discover(budget: budget, heartbeatInterval: heartbeatInterval)
+        let target = lifecycle?.status.targetState
+        if target == "Warmed:Terminated" {
+            return logger.info("warm pool: target state Warmed:Terminated; nothing to do")
         }
+        // SPEC §8a: a warm pool instance installs everything but starts nothing.
+        let warmUp = target.map { ["Warmed:Stopped", "Warmed:Hibernated", "Warmed:Running"].contains($0) } ?? false
+        if warmUp { logger.info("warm-up boot (\(target!)): scriptlets, accounts and installs; no daemon starts") }
+        if let lifecycle { try lifecycle.watch(trigger) }
+        var launch = lifecycle.flatMap { LaunchReadiness(lifecycle: $0, interval: heartbeatInterval, logger: logger) }
+        do {
+            let prepared = try runScriptlets(startDaemons: !warmUp)
+            if let launch {
+                if !warmUp { try waitUntilReady() }
+                // A termination meanwhile leaves the launch to the group: the drain comes first.
+                if trigger.current == nil {
+                    launch.complete("CONTINUE", because: warmUp ? "warm-up done" : "every daemon stayed up for \(Int(settings.readyAfter)) s")
+                } else {
+                    launch.stopHeartbeats()
+                }
+            }
+            launch = nil
+            if target == "Warmed:Running", trigger.current == nil, let prepared, let lifecycle {
+                // Stay up; on InService, start as a normal boot would, and tell the new launch action when ready.
+                guard waitForService(lifecycle) else { return finish() }
+                lifecycle.refreshInstanceState()
+                launch = LaunchReadiness(lifecycle: lifecycle, interval: heartbeatInterval, logger: logger)
+                try startDaemons(prepared)
+                try waitUntilReady()
+                if trigger.current == nil {
+                    launch?.complete("CONTINUE", because: "every daemon stayed up for \(Int(settings.readyAfter)) s")
+                } else {
+                    launch?.stopHeartbeats()
+                }
+                launch = nil
+            } else if warmUp {
+                return logger.info("warm-up done; the group stops this instance, and its next boot starts the workers")
+            }
+        } catch {
+            // The group replaces a broken instance at once instead of waiting out the hook.
+            launch?.complete("ABANDON", because: error.message)
+            if let supervisor = supervisorBox.value {
+                supervisor.drain(signal: SIGTERM, terminateAt: Clock.monotonicSeconds(), killGrace: 10)
+            }
+            throw error
+        }
+        finish()
+    }
+
+    /// Waits for a stop trigger, then drains.
+    private func finish() {
+        let (reason, triggeredAt) = trigger.wait()
+        logger.info("stopping (\(reason.source)): draining the workers")
+        drain(reason, triggeredAt: triggeredAt)
+        logger.info("all workers stopped")
+    }
+
+    /// The scriptlets, with lava-boot's install (and start) in the skipped one's slot.
+    private func runScriptlets(startDaemons: Bool) throws(LavaError) -> Prepared? {
         let runner = ScriptletRunner(area: area, arguments: [plan.source.description, plan.realm, plan.worker],
                                      timeout: settings.scriptTimeout, environment: settings.environment,
                                      cancel: trigger.descriptor, logger: logger)
-        var started = false
+        var prepared: Prepared? = nil
+        var installed = false
+        func installInSlot() throws(LavaError) {
+            installed = true
+            prepared = try prepare()
+            if startDaemons, let prepared { try self.startDaemons(prepared) }
+        }
         for scriptlet in plan.scriptlets {
             if trigger.current != nil { break }
             if scriptlet.skipped {
-                if !started {
-                    logger.info("\(scriptlet.name) is lava-boot's: installing and starting the workers in its slot")
-                    try installAndStart()
-                    started = true
+                if !installed {
+                    logger.info("\(scriptlet.name) is lava-boot's: installing\(startDaemons ? " and starting the workers" : "") in its slot")
+                    try installInSlot()
                 } else {
                     logger.info("skipping \(scriptlet.name)")
                 }
@@ -89,18 +152,45 @@ public final class Agent: Sendable {
             if outcome == .stopped { break }
             if outcome == .aborted {
                 throw LavaError(.process, "scriptlet \(scriptlet.name) exited with status 1; boot aborted"
-                                + (started ? "" : " before the workers were installed"))
+                                + (installed ? "" : " before the workers were installed"))
             }
         }
-        if !started && trigger.current == nil { try installAndStart() }
-
-        let (reason, triggeredAt) = trigger.wait()
-        logger.info("stopping (\(reason.source)): draining the workers")
-        drain(reason, triggeredAt: triggeredAt)
-        logger.info("all workers stopped")
+        if !installed && trigger.current == nil { try installInSlot() }
+        return prepared
     }
 
-    private func installAndStart() throws(LavaError) {
+    /// Every daemon up for `--ready-after` without an exit; one that exits first fails the boot.
+    private func waitUntilReady() throws(LavaError) {
+        while trigger.current == nil {
+            let daemons = supervisorBox.value?.status() ?? []
+            if let failed = daemons.first(where: { $0.restarts > 0 || $0.phase != .running }) {
+                throw LavaError(.process, "\(failed.worker) daemon \(failed.index) exited before the instance was ready (\(failed.lastExit ?? "did not start"))")
+            }
+            if daemons.allSatisfy({ ($0.uptime ?? 0) >= settings.readyAfter }) { return }
+            Clock.sleep(seconds: 0.1)
+        }
+    }
+
+    /// Polls the target state until `InService` (true) or a stop trigger (false).
+    private func waitForService(_ lifecycle: Lifecycle) -> Bool {
+        logger.info("warm pool: waiting for InService")
+        while trigger.current == nil {
+            if lifecycle.targetStateNow() == "InService" {
+                logger.info("warm pool: InService; starting the workers")
+                return true
+            }
+            Clock.sleep(seconds: lifecycle.pollInterval)
+        }
+        return false
+    }
+
+    /// Accounts, `/tmp/lava` and every release, ready for daemons; nil when a stop came first.
+    struct Prepared: Sendable {
+        var releases: [String: InstalledRelease]
+        var accounts: [String: WorkerAccount]
+    }
+
+    private func prepare() throws(LavaError) -> Prepared? {
         let accounts = Accounts(logger: logger.with(component: "accounts"))
         var accountsByWorker = [String: WorkerAccount]()
         if !settings.userMode {
@@ -118,9 +208,13 @@ public final class Agent: Sendable {
             }
         } catch where error.code == .stopped {
             logger.warning("\(error.message); starting no workers")
-            return
+            return nil
         }
+        return Prepared(releases: releases, accounts: accountsByWorker)
+    }
 
+    private func startDaemons(_ prepared: Prepared) throws(LavaError) {
+        let releases = prepared.releases, accountsByWorker = prepared.accounts
         let invoking = Accounts.currentUser()
         var specs = [DaemonSpec]()
         for worker in plan.workers {

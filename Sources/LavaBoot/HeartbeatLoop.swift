@@ -10,26 +10,29 @@ final class HeartbeatLoop: Sendable {
     private let stopRequested = DispatchSemaphore(value: 0)
     private let stopped = DispatchSemaphore(value: 0)
 
-    init(action: LifecycleAction, lifecycle: Lifecycle, interval: Double, logger: Logger) {
+    /// `record`: show the heartbeats in the drain's status.
+    init(action: LifecycleAction, lifecycle: Lifecycle, interval: Double, logger: Logger, record: Bool = true) {
         let stopRequested = self.stopRequested, stopped = self.stopped
         let wallNext: @Sendable () -> Double = { Clock.wallSeconds() + interval }
-        lifecycle.update { $0.drain?.nextHeartbeat = wallNext() }
+        if record { lifecycle.update { $0.drain?.nextHeartbeat = wallNext() } }
         do {
             try Threads.start(name: "lava-heartbeat") {
                 defer { stopped.signal() }
                 while stopRequested.wait(timeout: .now() + .milliseconds(Int(interval * 1000))) == .timedOut {
                     do throws(LavaError) {
                         try lifecycle.heartbeat(action)
-                        lifecycle.update {
-                            $0.drain?.heartbeatsSent += 1
-                            $0.drain?.nextHeartbeat = wallNext()
+                        if record {
+                            lifecycle.update {
+                                $0.drain?.heartbeatsSent += 1
+                                $0.drain?.nextHeartbeat = wallNext()
+                            }
                         }
                         logger.info("lifecycle heartbeat sent (group \(action.group), hook \(action.hook))")
                     } catch {
                         logger.warning("lifecycle heartbeat failed: \(error.message); trying again at the next interval")
                     }
                 }
-                lifecycle.update { $0.drain?.nextHeartbeat = nil }
+                if record { lifecycle.update { $0.drain?.nextHeartbeat = nil } }
             }
         } catch {
             logger.error("cannot start the heartbeat thread: \(error.message)")

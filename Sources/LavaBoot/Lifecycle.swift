@@ -46,6 +46,7 @@ public struct LifecycleOverrides: Sendable, Equatable {
 /// heartbeats and the one completion. No AWS call happens under its lock.
 public final class Lifecycle: Sendable {
     static let terminatingTransition = "autoscaling:EC2_INSTANCE_TERMINATING"
+    static let launchingTransition = "autoscaling:EC2_INSTANCE_LAUNCHING"
     static let targetStatePath = "/latest/meta-data/autoscaling/target-lifecycle-state"
     static let spotPath = "/latest/meta-data/spot/instance-action"
     static let rebalancePath = "/latest/meta-data/events/recommendations/rebalance"
@@ -64,6 +65,9 @@ public final class Lifecycle: Sendable {
         var status = LifecycleStatus()
         var hookTimeouts: (heartbeat: Int?, global: Int?) = (nil, nil)
         var seenNotices = Set<String>()
+        /// The group's launching hook and the instance's lifecycle state (`Pending:Wait`...).
+        var launchHook: String?
+        var instanceState: String?
     }
 
     private let state = Mutex(State())
@@ -87,9 +91,14 @@ public final class Lifecycle: Sendable {
 
     func update(_ change: (inout LifecycleStatus) -> Void) { state.withLock { change(&$0.status) } }
 
-    /// At boot: this instance's group and its terminating hook, with the hook's limits. Not in a
-    /// group, or no permission: logged, and the drain makes no lifecycle calls.
+    /// At boot: the target state IMDS gives (warm pools), this instance's group and lifecycle
+    /// state, its launching and terminating hooks, with the latter's limits. Not in a group, or
+    /// no permission: logged, and neither launch nor drain makes lifecycle calls.
     public func discover(budget: Double, heartbeatInterval: Double) {
+        if let target = try? imds.get(Lifecycle.targetStatePath).map(Lifecycle.trimmed) {
+            update { $0.targetState = target }
+            logger.info("target lifecycle state at boot: \(target)")
+        }
         do {
             let autoScaling = try autoScaling()
             guard let instanceID = try imds.instanceID() else { return logger.warning("IMDS has no instance id; no lifecycle calls") }
@@ -99,6 +108,13 @@ public final class Lifecycle: Sendable {
             }
             update { $0.group = instance.group }
             let hooks = try autoScaling.describeLifecycleHooks(group: instance.group)
+            let launchHook = hooks.first { $0.transition == Lifecycle.launchingTransition }?.name
+            state.withLock {
+                $0.launchHook = launchHook
+                $0.instanceState = instance.lifecycleState
+            }
+            let launchText = launchHook.map { ", launching hook \($0)" } ?? ", no launching hook"
+            logger.info("instance \(instanceID) is \(instance.lifecycleState) in Auto Scaling group \(instance.group)\(launchText)")
             guard let hook = hooks.first(where: { $0.transition == Lifecycle.terminatingTransition }) else {
                 return logger.info("Auto Scaling group \(instance.group) has no terminating lifecycle hook")
             }
@@ -116,6 +132,37 @@ public final class Lifecycle: Sendable {
         } catch {
             logger.warning("cannot look up this instance's Auto Scaling group: \(error.message); the drain makes no lifecycle calls unless stop names them")
         }
+    }
+
+    /// A boot that fails before it has a plan (missing realm, no package for this platform):
+    /// the launch action, if one waits, is completed ABANDON so the group replaces the instance.
+    public func abandonLaunch(because why: String) {
+        discover(budget: 0, heartbeatInterval: 0)
+        LaunchReadiness(lifecycle: self, interval: 3600, logger: logger)?.complete("ABANDON", because: why)
+    }
+
+    /// The launch action waiting for this boot (`Pending:Wait`, `Warmed:Pending:Wait`), if any.
+    public func launchAction() -> LifecycleAction? {
+        let (hook, instanceState) = state.withLock { ($0.launchHook, $0.instanceState) }
+        let known = status
+        guard let hook, let instanceState, instanceState.hasSuffix("Pending:Wait"),
+              let group = known.group, let instanceID = known.instanceID else { return nil }
+        return LifecycleAction(group: group, hook: hook, instanceID: instanceID, token: nil)
+    }
+
+    /// The instance's lifecycle state asked again (after a warm instance enters service).
+    func refreshInstanceState() {
+        guard let instanceID = status.instanceID,
+              let instance = try? autoScaling().describeInstance(instanceID) else { return }
+        state.withLock { $0.instanceState = instance.lifecycleState }
+        logger.info("instance \(instanceID) is \(instance.lifecycleState)")
+    }
+
+    /// IMDS's target lifecycle state now (nil: IMDS has none, or does not answer).
+    func targetStateNow() -> String? {
+        let target = (try? imds.get(Lifecycle.targetStatePath))?.map(Lifecycle.trimmed)
+        if let target { update { $0.targetState = target } }
+        return target
     }
 
     /// The heartbeat interval the hook allows: half its HeartbeatTimeout when `wanted` is not below it.

@@ -3,18 +3,18 @@ import LavaSystem
 import Logging
 
 extension LifecycleAction {
-    /// CONTINUE, retried on every error (including "No active Lifecycle Action found", which
-    /// Auto Scaling answers for a while after `Terminated`) until it succeeds or `deadline`
-    /// (monotonic seconds), with a heartbeat every `heartbeatEvery` seconds while it retries.
-    public func complete(with autoScaling: AutoScalingClient, until deadline: Double, heartbeatEvery: Double? = nil,
-                         logger: Logger) throws(LavaError) {
+    /// CONTINUE (or ABANDON), retried on every error (including "No active Lifecycle Action
+    /// found", which Auto Scaling answers for a while after `Terminated`) until it succeeds or
+    /// `deadline` (monotonic seconds), with a heartbeat every `heartbeatEvery` seconds meanwhile.
+    public func complete(_ result: String = "CONTINUE", with autoScaling: AutoScalingClient, until deadline: Double,
+                         heartbeatEvery: Double? = nil, logger: Logger) throws(LavaError) {
         var attempt = 0
         var lastHeartbeat = Clock.monotonicSeconds()
         while true {
             attempt += 1
             do throws(LavaError) {
-                try autoScaling.completeLifecycleAction(group: group, hook: hook, instanceID: instanceID, token: token, result: "CONTINUE")
-                logger.info("completed the lifecycle action: CONTINUE (group \(group), hook \(hook))")
+                try autoScaling.completeLifecycleAction(group: group, hook: hook, instanceID: instanceID, token: token, result: result)
+                logger.info("completed the lifecycle action: \(result) (group \(group), hook \(hook))")
                 return
             } catch {
                 let wait = min(5, 0.5 * Double(1 << min(attempt, 4)))

@@ -10,6 +10,8 @@ public struct LifecycleStatus: Sendable, Equatable {
     public var targetState: String?
     /// Rebalance recommendations and scheduled events seen, one line each.
     public var notices: [String] = []
+    /// The launch action: `waiting for readiness (hook L)`, `CONTINUE accepted`, `ABANDON accepted: why`.
+    public var launch: String?
     public var drain: DrainStatus?
 
     public init() {}
@@ -39,6 +41,7 @@ extension LifecycleStatus {
             JSONMember("instance_id", instanceID.map { .string($0) } ?? .null),
             JSONMember("target_state", targetState.map { .string($0) } ?? .null),
             JSONMember("notices", .array(notices.map { .string($0) })),
+            JSONMember("launch", launch.map { .string($0) } ?? .null),
         ]
         if let drain {
             members.append(JSONMember("drain", .object([
@@ -60,6 +63,7 @@ extension LifecycleStatus {
         hook = try fields.optionalString("hook")
         instanceID = try fields.optionalString("instance_id")
         targetState = try fields.optionalString("target_state")
+        launch = try fields.optionalString("launch")
         if case .array(let items)? = json["notices"] { notices = items.compactMap(\.stringValue) }
         if let drainJSON = json["drain"], drainJSON != .null {
             let drainFields = try JSONFields(drainJSON, "status.lifecycle.drain")
@@ -75,6 +79,7 @@ extension LifecycleStatus {
     /// `draining (Auto Scaling: Terminated): 4m10s left, 2 heartbeats sent, next in 1m20s, completion: -`.
     var text: String {
         var out = "auto scaling: group \(group ?? "-"), hook \(hook ?? "-"), instance \(instanceID ?? "-"), target state \(targetState ?? "-")\n"
+        if let launch { out += "launch: \(launch)\n" }
         for notice in notices { out += "notice: \(notice)\n" }
         if let drain {
             let now = Clock.wallSeconds()

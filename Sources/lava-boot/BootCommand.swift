@@ -1,3 +1,4 @@
+import LavaPlan
 import Logging
 import LavaSource
 import LavaAWS
@@ -52,6 +53,9 @@ struct BootCommand: ParsableCommand {
     @Option(name: .customLong("heartbeat-interval"), help: "Lifecycle heartbeat period during a drain, overriding the realm's heartbeat_minutes.")
     var heartbeatInterval: DurationArgument?
 
+    @Option(name: .customLong("ready-after"), help: "How long every daemon must stay up before the launch lifecycle action is completed (0s: once all started).")
+    var readyAfter: DurationArgument = DurationArgument(argument: "30s")!
+
     @Flag(name: .customLong("user-mode"), help: "No accounts or privilege changes: workers run as the invoking user.")
     var userMode = false
 
@@ -72,13 +76,22 @@ struct BootCommand: ParsableCommand {
         let control = try AgentControl(root: root, agent: { agentBox.value }, trigger: trigger, startedAt: Clock.wallSeconds(),
                                        identity: (target.realm, target.worker, target.source), logger: logger.with(component: "control"))
         defer { control.finish() }
+        let source = try SourceLocation(parsing: target.source)
+        let lifecycle = LifecycleSetup.make(source: source, global: global, logger: logger.with(component: "lifecycle"))
         let resolver = Resolver(target: target, platform: nil, skipPatterns: skipScripts, global: global, logger: logger)
-        let (plan, area) = try resolver.plan()
+        let plan: BootPlan, area: any CodeArea
+        do {
+            (plan, area) = try resolver.plan()
+        } catch {
+            lifecycle?.abandonLaunch(because: error.message)
+            throw error
+        }
         var settings = BootSettings(root: root, scriptTimeout: scriptTimeout.seconds, stopTimeout: stopTimeout?.seconds,
                                     userMode: userMode, environment: ProcessEnvironment.current().map { "\($0.key)=\($0.value)" })
         settings.records = control.records
         settings.heartbeatInterval = heartbeatInterval?.seconds
-        settings.lifecycle = LifecycleSetup.make(source: plan.source, global: global, logger: logger.with(component: "lifecycle"))
+        settings.lifecycle = lifecycle
+        settings.readyAfter = readyAfter.seconds
         let agent = Agent(plan: plan, area: area, settings: settings, trigger: trigger, logger: logger)
         agentBox.set(agent)
         try agent.run()
