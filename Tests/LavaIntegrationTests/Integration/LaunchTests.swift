@@ -5,7 +5,6 @@ import Testing
 
 /// SPEC §8a: launch readiness and warm pools, against the fake IMDS / Auto Scaling peer.
 @Suite struct LaunchTests {
-    static let instance = "i-0123456789abcdef0"
     let fixture = LocalFixture()
     let imds: FakeIMDS
     let records: String
@@ -23,30 +22,16 @@ import Testing
 
     /// In group G with a launching hook L and a terminating hook H; `state` the instance's.
     func group(state: String = "Pending:Wait", pendingHook: String? = "L") throws {
-        let pending = pendingHook.map { #"[{"instance": "\#(LaunchTests.instance)", "group": "G", "hook": "\#($0)"}]"# } ?? "[]"
-        try imds.control(json: #"{"autoscaling": {"instances": {"\#(LaunchTests.instance)": {"group": "G", "state": "\#(state)"}}, "hooks": {"G": [{"name": "L", "transition": "autoscaling:EC2_INSTANCE_LAUNCHING"}, {"name": "H", "transition": "autoscaling:EC2_INSTANCE_TERMINATING"}]}, "pending": \#(pending)}}"#)
+        let pending = pendingHook.map { #"[{"instance": "\#(FakeIMDS.instanceID)", "group": "G", "hook": "\#($0)"}]"# } ?? "[]"
+        try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "\#(state)"}}, "hooks": {"G": [{"name": "L", "transition": "autoscaling:EC2_INSTANCE_LAUNCHING"}, {"name": "H", "transition": "autoscaling:EC2_INSTANCE_TERMINATING"}]}, "pending": \#(pending)}}"#)
     }
 
-    func targetState(_ value: String?) throws {
-        let json = value.map { "\"\($0)\"" } ?? "null"
-        try imds.control(json: #"{"paths": {"/latest/meta-data/autoscaling/target-lifecycle-state": \#(json)}}"#)
-    }
-
-    var environment: [String: String] {
-        ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint, "AWS_ENDPOINT_URL_AUTO_SCALING": imds.endpoint,
-         "LAVA_BOOT_RETRY_BASE_SECONDS": "0.01", "LAVA_BOOT_LIFECYCLE_POLL_SECONDS": "0.2", "HOME": fixture.directory.path]
-    }
+    var environment: [String: String] { imds.agentEnvironment(home: fixture.directory.path) }
 
     func boot(readyAfter: String = "2s", realm: String = "prod") throws -> RunningAgent {
         try RunningAgent(["boot", fixture.source, realm, "core", "--realms-file", fixture.realmsFile, "--root", fixture.root,
                           "--user-mode", "--stop-timeout", "30s", "--heartbeat-interval", "0.5s", "--ready-after", readyAfter],
                          environment: environment)
-    }
-
-    func completions() throws -> [[String: Any]] { (try imds.counters()["completions"] as? [[String: Any]]) ?? [] }
-
-    func calls(_ action: String) throws -> [[String: Any]] {
-        ((try imds.counters()["autoscaling_calls"] as? [[String: Any]]) ?? []).filter { $0["action"] as? String == action }
     }
 
     func nothingRunning() -> Bool {
@@ -58,15 +43,15 @@ import Testing
         let agent = try boot(readyAfter: "3s")
         #expect(waitUntil(timeout: 30) { WorkerRecord.all(in: records).count == 2 }, "\(agent.log)")
         let started = Date().timeIntervalSince1970
-        #expect(waitUntil(timeout: 30) { ((try? completions()) ?? []).count == 1 }, "\(agent.log)")
-        let completion = try #require(try completions().first)
+        #expect(waitUntil(timeout: 30) { ((try? imds.completions()) ?? []).count == 1 }, "\(agent.log)")
+        let completion = try #require(try imds.completions().first)
         #expect(completion["result"] as? String == "CONTINUE")
         #expect(completion["hook"] as? String == "L")
         #expect((completion["time"] as? Double ?? 0) - started >= 2.5, "not before the daemons stayed up for 3 s")
-        #expect(try calls("RecordLifecycleActionHeartbeat").count >= 1, "heartbeats until then")
-        let heartbeatTimes = try calls("RecordLifecycleActionHeartbeat").compactMap { $0["time"] as? Double }
+        #expect(try imds.calls("RecordLifecycleActionHeartbeat").count >= 1, "heartbeats until then")
+        let heartbeatTimes = try imds.calls("RecordLifecycleActionHeartbeat").compactMap { $0["time"] as? Double }
         #expect(heartbeatTimes.allSatisfy { $0 < completion["time"] as? Double ?? 0 }, "none after the completion")
-        #expect(try calls("CompleteLifecycleAction").count == 1)
+        #expect(try imds.calls("CompleteLifecycleAction").count == 1)
         #expect(agent.stop() == .exited(0), "\(agent.log)")
     }
 
@@ -84,7 +69,7 @@ import Testing
         let agent = try boot(realm: bootRealm)
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(1), "\(failure): \(agent.log)")
-        let all = try completions()
+        let all = try imds.completions()
         #expect(all.count == 1 && all.first?["result"] as? String == "ABANDON", "\(failure): \(all)")
         #expect(agent.log.contains("ABANDON"), "\(agent.log)")
         #expect(waitUntil(timeout: 20) { nothingRunning() }, "nothing left running after \(failure)")
@@ -93,59 +78,59 @@ import Testing
     @Test(arguments: ["Warmed:Stopped", "Warmed:Hibernated"])
     func aWarmUpBootInstallsStartsNothingCompletesAndExits(_ state: String) throws {
         try group(state: "Warmed:Pending:Wait")
-        try targetState(state)
+        try imds.targetState(state)
         let agent = try boot()
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(0), "\(agent.log)")
         #expect(WorkerRecord.all(in: records).isEmpty, "no daemon started")
         #expect(Files.isDirectory(fixture.root + "/opt/lava/releases/lava-8.2.0-amzn2023-py3.11-\(fixture.machineArch)"))
-        #expect(try completions().map { $0["result"] as? String } == ["CONTINUE"])
+        #expect(try imds.completions().map { $0["result"] as? String } == ["CONTINUE"])
 
         // The next boot is a normal one that reuses what the warm-up installed.
-        try targetState("InService")
+        try imds.targetState("InService")
         try group(state: "Pending:Wait")
         let next = try boot(readyAfter: "0s")
         #expect(waitUntil(timeout: 30) { WorkerRecord.all(in: records).count == 2 }, "\(next.log)")
         #expect(next.log.contains("already installed from the same object; reusing it"), "\(next.log)")
-        #expect(waitUntil(timeout: 30) { ((try? completions()) ?? []).count == 2 })
+        #expect(waitUntil(timeout: 30) { ((try? imds.completions()) ?? []).count == 2 })
         #expect(next.stop() == .exited(0))
     }
 
     @Test func warmedTerminatedExitsAtOnce() throws {
         try group(state: "Warmed:Pending:Wait")
-        try targetState("Warmed:Terminated")
+        try imds.targetState("Warmed:Terminated")
         let agent = try boot()
         #expect(waitUntil(timeout: 30) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(0))
         #expect(!Files.exists(fixture.root + "/opt/lava/releases"), "nothing installed")
-        #expect(try completions().isEmpty)
+        #expect(try imds.completions().isEmpty)
     }
 
     @Test func warmedRunningStartsItsWorkersOnInService() throws {
         try group(state: "Warmed:Pending:Wait")
-        try targetState("Warmed:Running")
+        try imds.targetState("Warmed:Running")
         let agent = try boot(readyAfter: "1s")
-        #expect(waitUntil(timeout: 30) { ((try? completions()) ?? []).count == 1 }, "\(agent.log)")
+        #expect(waitUntil(timeout: 30) { ((try? imds.completions()) ?? []).count == 1 }, "\(agent.log)")
         #expect(agent.status == nil, "stays up")
         #expect(WorkerRecord.all(in: records).isEmpty)
         try group(state: "Pending:Wait")
-        try targetState("InService")
+        try imds.targetState("InService")
         #expect(waitUntil(timeout: 30) { WorkerRecord.all(in: records).count == 2 }, "\(agent.log)")
-        #expect(waitUntil(timeout: 30) { ((try? completions()) ?? []).count == 2 }, "the new launch action: \(agent.log)")
-        #expect(try completions().map { $0["result"] as? String } == ["CONTINUE", "CONTINUE"])
+        #expect(waitUntil(timeout: 30) { ((try? imds.completions()) ?? []).count == 2 }, "the new launch action: \(agent.log)")
+        #expect(try imds.completions().map { $0["result"] as? String } == ["CONTINUE", "CONTINUE"])
         #expect(agent.stop() == .exited(0))
     }
 
     @Test func terminationDuringAWarmUpDrainsAndCompletesTheTerminatingAction() throws {
         try group(state: "Warmed:Pending:Wait")
-        try targetState("Warmed:Running")
+        try imds.targetState("Warmed:Running")
         let agent = try boot()
         #expect(waitUntil(timeout: 30) { agent.log.contains("waiting for InService") }, "\(agent.log)")
-        try imds.control(json: #"{"autoscaling": {"pending": [{"instance": "\#(LaunchTests.instance)", "group": "G", "hook": "H"}]}}"#)
-        try targetState("Terminated")
+        try imds.control(json: #"{"autoscaling": {"pending": [{"instance": "\#(FakeIMDS.instanceID)", "group": "G", "hook": "H"}]}}"#)
+        try imds.targetState("Terminated")
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(0))
-        #expect(try completions().map { $0["hook"] as? String } == ["L", "H"])
+        #expect(try imds.completions().map { $0["hook"] as? String } == ["L", "H"])
     }
 
     @Test(arguments: ["not in a group", "AccessDenied"])
@@ -158,7 +143,7 @@ import Testing
         #expect(waitUntil(timeout: 30) { WorkerRecord.all(in: records).count == 2 }, "\(agent.log)")
         #expect(agent.status == nil)
         if kind == "AccessDenied" { #expect(agent.log.contains("AccessDenied"), "a warning names it: \(agent.log)") }
-        #expect(try completions().isEmpty)
+        #expect(try imds.completions().isEmpty)
         #expect(agent.stop() == .exited(0))
     }
 }

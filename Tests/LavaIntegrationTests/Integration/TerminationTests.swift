@@ -6,7 +6,6 @@ import Testing
 /// SPEC §8: the drain of a terminating instance against the fake IMDS / Auto Scaling peer
 /// (every Auto Scaling call's SigV4 recomputed there), with fake workers recording signals.
 @Suite struct TerminationTests {
-    static let instance = "i-0123456789abcdef0"
     let fixture = LocalFixture()
     let imds: FakeIMDS
     let records: String
@@ -26,15 +25,12 @@ import Testing
     /// The instance in group G with terminating hook H and (when `pending`) an action waiting.
     func group(heartbeatTimeout: Int = 3600, pending: Bool = true, token: String? = nil, inGroup: Bool = true) throws {
         let tokenJSON = token.map { "\"\($0)\"" } ?? "null"
-        let instances = inGroup ? #"{"\#(TerminationTests.instance)": {"group": "G", "state": "InService"}}"# : "{}"
-        let pendingJSON = pending ? #"[{"instance": "\#(TerminationTests.instance)", "group": "G", "hook": "H", "token": \#(tokenJSON)}]"# : "[]"
+        let instances = inGroup ? #"{"\#(FakeIMDS.instanceID)": {"group": "G", "state": "InService"}}"# : "{}"
+        let pendingJSON = pending ? #"[{"instance": "\#(FakeIMDS.instanceID)", "group": "G", "hook": "H", "token": \#(tokenJSON)}]"# : "[]"
         try imds.control(json: #"{"autoscaling": {"instances": \#(instances), "hooks": {"G": [{"name": "H", "transition": "autoscaling:EC2_INSTANCE_TERMINATING", "heartbeat_timeout": \#(heartbeatTimeout)}, {"name": "L", "transition": "autoscaling:EC2_INSTANCE_LAUNCHING"}]}, "pending": \#(pendingJSON)}}"#)
     }
 
-    var environment: [String: String] {
-        ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint, "AWS_ENDPOINT_URL_AUTO_SCALING": imds.endpoint,
-         "LAVA_BOOT_RETRY_BASE_SECONDS": "0.01", "LAVA_BOOT_LIFECYCLE_POLL_SECONDS": "0.2", "HOME": fixture.directory.path]
-    }
+    var environment: [String: String] { imds.agentEnvironment(home: fixture.directory.path) }
 
     func boot(stopTimeout: String? = "60s", heartbeat: String = "1s", _ extra: [String] = []) throws -> RunningAgent {
         try RunningAgent(["boot", fixture.source, "prod", "core", "--realms-file", fixture.realmsFile, "--root", fixture.root,
@@ -46,17 +42,6 @@ import Testing
         _ = waitUntil(timeout: 30) { WorkerRecord.all(in: records).count == 1 }
         return WorkerRecord.all(in: records).first
     }
-
-    func setPath(_ path: String, _ value: String?) throws {
-        let json = value.map { "\"\($0.replacingOccurrences(of: "\"", with: "\\\""))\"" } ?? "null"
-        try imds.control(json: #"{"paths": {"\#(path)": \#(json)}}"#)
-    }
-
-    func calls(_ action: String) throws -> [[String: Any]] {
-        ((try imds.counters()["autoscaling_calls"] as? [[String: Any]]) ?? []).filter { $0["action"] as? String == action }
-    }
-
-    func completions() throws -> [[String: Any]] { (try imds.counters()["completions"] as? [[String: Any]]) ?? [] }
 
     func expectEverySignatureChecked() throws {
         let all = (try imds.counters()["autoscaling_calls"] as? [[String: Any]]) ?? []
@@ -71,14 +56,14 @@ import Testing
         let worker = try #require(waitForWorker(agent), "\(agent.log)")
         #expect(waitUntil(timeout: 20) { agent.log.contains("terminating hook H") }, "\(agent.log)")
         let triggered = Date().timeIntervalSince1970
-        try setPath("/latest/meta-data/autoscaling/target-lifecycle-state", "Terminated")
+        try imds.setPath("/latest/meta-data/autoscaling/target-lifecycle-state", "Terminated")
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
         let exited = Date().timeIntervalSince1970
         #expect(agent.status == .exited(0), "\(agent.log)")
         #expect(exited - triggered < 40, "well inside the 60 s budget")
         #expect(worker.signals == ["nodispatch", "HUP"], "__nodispatch__ before SIGHUP, then nothing else: \(worker.signals)")
-        let heartbeats = try calls("RecordLifecycleActionHeartbeat")
-        let completes = try calls("CompleteLifecycleAction")
+        let heartbeats = try imds.calls("RecordLifecycleActionHeartbeat")
+        let completes = try imds.calls("CompleteLifecycleAction")
         #expect(heartbeats.count >= 1, "heartbeats while the worker drains")
         #expect(completes.count == 1, "exactly one completion: \(completes)")
         let completedAt = completes.first?["time"] as? Double ?? 0
@@ -86,9 +71,9 @@ import Testing
         #expect(completedAt - triggered >= 3, "completed after the worker's 3 s of in-flight jobs, not before")
         let params = completes.first?["params"] as? [String: String]
         #expect(params?["LifecycleActionResult"] == "CONTINUE")
-        #expect(params?["InstanceId"] == TerminationTests.instance)
+        #expect(params?["InstanceId"] == FakeIMDS.instanceID)
         #expect(params?["LifecycleActionToken"] == nil, "no token unless one was given")
-        #expect(try completions().count == 1)
+        #expect(try imds.completions().count == 1)
         try expectEverySignatureChecked()
         #expect(agent.log.contains("completed the lifecycle action: CONTINUE"))
     }
@@ -106,7 +91,7 @@ import Testing
         #expect(Date().timeIntervalSince1970 - triggered < 33, "the drain never outlasts the realm budget")
         #expect(worker.signals == ["nodispatch", "HUP", "TERM"], "\(worker.signals)")
         #expect(agent.log.contains("ignored SIGTERM; sending SIGKILL"), "\(agent.log)")
-        #expect(try calls("CompleteLifecycleAction").count == 1)
+        #expect(try imds.calls("CompleteLifecycleAction").count == 1)
     }
 
     /// Without `--stop-timeout`, the realm's `stop_minutes` is the budget.
@@ -121,7 +106,7 @@ import Testing
         #expect(agent.status == .exited(0))
         #expect(Date().timeIntervalSince1970 - triggered < 62, "within stop_minutes: 1")
         #expect(worker.signals == ["nodispatch", "HUP", "TERM"], "\(worker.signals)")
-        #expect(try calls("CompleteLifecycleAction").count == 1)
+        #expect(try imds.calls("CompleteLifecycleAction").count == 1)
     }
 
     @Test func spotNoticeSetsADeadlineFifteenSecondsBeforeIts() throws {
@@ -131,12 +116,12 @@ import Testing
         _ = try #require(waitForWorker(agent), "\(agent.log)")
         let time = Date().timeIntervalSince1970 + 40
         let formatter = ISO8601DateFormatter()
-        try setPath("/latest/meta-data/spot/instance-action", #"{"action": "terminate", "time": "\#(formatter.string(from: Date(timeIntervalSince1970: time)))"}"#)
+        try imds.setPath("/latest/meta-data/spot/instance-action", #"{"action": "terminate", "time": "\#(formatter.string(from: Date(timeIntervalSince1970: time)))"}"#)
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(0))
         #expect(Date().timeIntervalSince1970 < time - 12, "done 15 s before the spot time (3 s of slack)")
         #expect(agent.log.contains("spot interruption"))
-        #expect(try calls("CompleteLifecycleAction").count == 1)
+        #expect(try imds.calls("CompleteLifecycleAction").count == 1)
     }
 
     @Test func stopNamesGroupHookAndToken() throws {
@@ -149,10 +134,10 @@ import Testing
                                        "--lifecycle-hook-name", "H", "--lifecycle-action-token", "token-1234"], environment: environment)
         #expect(stop.exitCode == 0, "\(stop.stderr)")
         #expect(waitUntil(timeout: 30) { agent.status != nil })
-        let params = try calls("CompleteLifecycleAction").first?["params"] as? [String: String]
+        let params = try imds.calls("CompleteLifecycleAction").first?["params"] as? [String: String]
         #expect(params?["LifecycleActionToken"] == "token-1234")
         #expect(params?["AutoScalingGroupName"] == "G" && params?["LifecycleHookName"] == "H")
-        #expect(try completions().count == 1)
+        #expect(try imds.completions().count == 1)
     }
 
     @Test func stopWithNoAgentStillCompletesTheNamedAction() throws {
@@ -160,8 +145,8 @@ import Testing
         let stop = LavaBootBinary.run(["stop", "--root", fixture.root, "--auto-scaling-group-name", "G", "--lifecycle-hook-name", "H"],
                                       environment: environment)
         #expect(stop.exitCode == 0, "\(stop.stderr)")
-        #expect(stop.stdout.contains("completed the lifecycle action of \(TerminationTests.instance)"), "\(stop.stdout)")
-        #expect(try completions().count == 1)
+        #expect(stop.stdout.contains("completed the lifecycle action of \(FakeIMDS.instanceID)"), "\(stop.stdout)")
+        #expect(try imds.completions().count == 1)
         try expectEverySignatureChecked()
         let none = LavaBootBinary.run(["stop", "--root", fixture.root], environment: environment)
         #expect(none.exitCode == 1, "nothing named, nothing running: an error")
@@ -179,11 +164,11 @@ import Testing
         #expect(waitUntil(timeout: 30) { served() >= before + 30 }, "\(served()) \(agent.log)")
         #expect(waitUntil(timeout: 10) { agent.log.contains("instance metadata answers again") })
         #expect(agent.status == nil, "still running: \(agent.log)")
-        #expect(try calls("CompleteLifecycleAction").isEmpty)
-        try setPath("/latest/meta-data/autoscaling/target-lifecycle-state", "Terminated")
+        #expect(try imds.calls("CompleteLifecycleAction").isEmpty)
+        try imds.setPath("/latest/meta-data/autoscaling/target-lifecycle-state", "Terminated")
         #expect(waitUntil(timeout: 30) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(0))
-        #expect(try calls("CompleteLifecycleAction").count == 1)
+        #expect(try imds.calls("CompleteLifecycleAction").count == 1)
     }
 
     /// A target state IMDS does not have (404) is polled twelve times less often than the rest.
@@ -204,16 +189,16 @@ import Testing
     @Test func heartbeatAndCompletionErrorsAreRetried() throws {
         try group()
         realm(drainSeconds: 3)
-        try imds.control(json: #"{"autoscaling_faults": [{"action": "RecordLifecycleActionHeartbeat", "count": 1, "status": 400, "code": "Throttling", "message": "Rate exceeded"}, {"action": "CompleteLifecycleAction", "count": 1, "status": 500, "code": "InternalFailure"}, {"action": "CompleteLifecycleAction", "count": 2, "status": 400, "code": "ValidationError", "message": "No active Lifecycle Action found with instance ID \#(TerminationTests.instance)"}]}"#)
+        try imds.control(json: #"{"autoscaling_faults": [{"action": "RecordLifecycleActionHeartbeat", "count": 1, "status": 400, "code": "Throttling", "message": "Rate exceeded"}, {"action": "CompleteLifecycleAction", "count": 1, "status": 500, "code": "InternalFailure"}, {"action": "CompleteLifecycleAction", "count": 2, "status": 400, "code": "ValidationError", "message": "No active Lifecycle Action found with instance ID \#(FakeIMDS.instanceID)"}]}"#)
         let agent = try boot()
         _ = try #require(waitForWorker(agent), "\(agent.log)")
         agent.signal(SIGTERM)
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(0))
-        let completes = try calls("CompleteLifecycleAction")
+        let completes = try imds.calls("CompleteLifecycleAction")
         #expect(completes.filter { $0["status"] as? Int == 200 }.count == 1, "\(completes)")
         #expect(completes.count >= 4, "the 500 and both 'No active' answers were retried")
-        #expect(try completions().count == 1)
+        #expect(try imds.completions().count == 1)
     }
 
     @Test func aHeartbeatIntervalTheHookWouldNotWaitForIsShortened() throws {
@@ -224,7 +209,7 @@ import Testing
         #expect(waitUntil(timeout: 20) { agent.log.contains("sending every 1 s") }, "\(agent.log)")
         agent.signal(SIGTERM)
         #expect(waitUntil(timeout: 60) { agent.status != nil })
-        #expect(try calls("RecordLifecycleActionHeartbeat").count >= 2, "a heartbeat each second of the 4 s drain")
+        #expect(try imds.calls("RecordLifecycleActionHeartbeat").count >= 2, "a heartbeat each second of the 4 s drain")
     }
 
     @Test func credentialsRotatedMidDrainAreRefreshed() throws {
@@ -234,10 +219,10 @@ import Testing
         let agent = try boot()
         _ = try #require(waitForWorker(agent), "\(agent.log)")
         agent.signal(SIGTERM)
-        #expect(waitUntil(timeout: 20) { ((try? calls("RecordLifecycleActionHeartbeat")) ?? []).count >= 1 })
+        #expect(waitUntil(timeout: 20) { ((try? imds.calls("RecordLifecycleActionHeartbeat")) ?? []).count >= 1 })
         try imds.control(json: #"{"expire_now": true, "reject_old_keys": true}"#)
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
-        let completes = try calls("CompleteLifecycleAction")
+        let completes = try imds.calls("CompleteLifecycleAction")
         #expect(completes.filter { $0["status"] as? Int == 200 }.count == 1, "\(completes)")
         let keys = Set(((try imds.counters()["autoscaling_calls"] as? [[String: Any]]) ?? []).compactMap { $0["access_key_id"] as? String })
         #expect(keys.count >= 2, "the calls after the rotation are signed with the new key")
