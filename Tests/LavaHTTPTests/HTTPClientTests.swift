@@ -146,7 +146,7 @@ import Glibc
 
     // MARK: Streaming
 
-    @Test func streamsFiftyMegabytesInBoundedMemory() throws {
+    @Test func streamsFiftyMegabytesIntact() throws {
         let peer = try HTTPPeer()
         defer { peer.stop() }
         let size = 50 * 1024 * 1024
@@ -154,9 +154,6 @@ import Glibc
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 1)
         defer { chunk.deallocate() }
 
-        try withExclusivePeakMeasurement {
-        let rssBefore = Memory.value("VmRSS")
-        let baseline = Memory.resetPeak() ? rssBefore : Memory.value("VmHWM")
         let stream = try client.stream(HTTPRequest(url: peer.url("/big?size=\(size)")))
         #expect(stream.status == 200)
         #expect(stream.expectedLength == Int64(size))
@@ -169,13 +166,11 @@ import Glibc
             if chunk[0] != UInt8(total % 251) || chunk[n - 1] != UInt8((total + n - 1) % 251) { patternHolds = false }
             total += n
         }
-        let growth = Memory.value("VmHWM") - baseline
         #expect(total == size)
         #expect(patternHolds)
         #expect(stream.bytesRead == Int64(size))
         #expect(try stream.read(into: chunk) == 0)
-        #expect(growth < 32 * 1024 * 1024, "peak RSS grew by \(growth / 1024) KiB while streaming")
-        }
+        // Memory is measured in a process of its own: AWSInstallTests.anS3InstallStaysInBoundedMemory.
     }
 
     @Test func aSmallBufferPausesAndResumesWithoutLosingBytes() throws {
@@ -439,12 +434,3 @@ import Glibc
     }
 }
 
-/// Peak-memory tests in this process's other test targets reset and read the same VmHWM:
-/// a lock file keeps their measurements apart.
-func withExclusivePeakMeasurement<T>(_ body: () throws -> T) throws -> T {
-    let fd = open("/tmp/lava-boot-tests-peak-memory.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-    defer { close(fd) }
-    flock(fd, LOCK_EX)
-    defer { flock(fd, LOCK_UN) }
-    return try body()
-}

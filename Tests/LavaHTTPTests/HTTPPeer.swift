@@ -54,27 +54,3 @@ final class LogLines: Sendable {
     var all: [String] { lines.withLock { $0 } }
     var hook: @Sendable (String) -> Void { { line in self.lines.withLock { $0.append(line) } } }
 }
-
-/// This process's resident memory figures from /proc/self/status, in bytes.
-enum Memory {
-    static func value(_ field: String) -> Int {
-        let fd = open("/proc/self/status", O_RDONLY)
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 8192)
-        let n = read(fd, &bytes, bytes.count)
-        let text = String(decoding: bytes[0..<max(0, n)], as: UTF8.self)
-        for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
-            let number = line.dropFirst(field.count + 1).filter { $0.isNumber }
-            return (Int(number) ?? 0) * 1024
-        }
-        return 0
-    }
-
-    /// Resets VmHWM to the current RSS (Linux ≥ 4.0); false where the kernel refuses.
-    static func resetPeak() -> Bool {
-        let fd = open("/proc/self/clear_refs", O_WRONLY)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return write(fd, "5", 1) == 1
-    }
-}

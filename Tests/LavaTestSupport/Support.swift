@@ -71,7 +71,7 @@ public enum Command {
 public enum PeakMemory {
     /// The command's exit code, peak RSS in KiB, and the SHA-256 of what it wrote on stdout;
     /// stdin from `input` when given.
-    public static func run(_ executable: String, _ arguments: [String], input: String? = nil)
+    public static func run(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String] = [:])
         -> (exitCode: Int32, peakKiB: Int, outputSHA256: String) {
         let code = """
             import hashlib, resource, subprocess, sys
@@ -84,7 +84,7 @@ public enum PeakMemory {
             print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, digest.hexdigest())
             """
         let python = (try? PeerScripts.python3()) ?? "/usr/bin/python3"
-        let result = Command.run(python, ["-c", code, input ?? "", executable] + arguments)
+        let result = Command.run(python, ["-c", code, input ?? "", executable] + arguments, environment: environment)
         let fields = result.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" })
         guard fields.count == 3, let status = Int32(fields[0]), let peak = Int(fields[1]) else {
             Issue.record("cannot measure \(executable): \(result.stdout) \(result.stderr)")

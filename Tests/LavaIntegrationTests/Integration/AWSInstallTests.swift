@@ -115,6 +115,18 @@ import Testing
         #expect(installed.count == 1_200_000, "byte-identical after resuming")
     }
 
+    /// The whole streamed path (HTTP body, bzip2, tar, disk) in bounded memory, measured in the
+    /// install's own process.
+    @Test func anS3InstallStaysInBoundedMemory() throws {
+        try upload("8.2.0", padding: 20_000_000)
+        let measured = PeakMemory.run(LavaBootBinary.path, ["install", "s3://\(bucket)/prod", "prod", "core", "--root", fixture.root,
+                                                            "--level", "error"], environment: environment)
+        #expect(measured.exitCode == 0)
+        #expect(measured.peakKiB < 64 * 1024, "peak RSS \(measured.peakKiB) KiB")
+        let installed = try #require(try Files.read(fixture.root + "/opt/lava/releases/\(name("8.2.0"))/lib/lava/noise.txt"))
+        #expect(installed.count == 20_000_000)
+    }
+
     @Test func checksumsAreVerifiedWhenS3HasThem() throws {
         try upload("8.2.0", padding: 1000, checksum: true)
         let result = install()
