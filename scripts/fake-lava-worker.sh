@@ -36,6 +36,12 @@ if [ "${FAKE_IGNORE_TERM:-0}" = 1 ]; then
 else
   trap 'note TERM; exit 0' TERM
 fi
+# FAKE_NOISE=N: N lines of output first (to fill pipes and log targets).
+i=0
+while [ "$i" -lt "${FAKE_NOISE:-0}" ]; do
+  echo "lava-worker noise line $i: the quick brown fox jumps over the lazy dog, again and again and again"
+  i=$((i + 1))
+done
 # FAKE_FORK_JOB=N: start a long "job" in the background (its pid in $record/job), exit 3 after N s.
 if [ -n "$FAKE_FORK_JOB" ]; then
   sleep 300 &

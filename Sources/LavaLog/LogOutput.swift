@@ -35,11 +35,23 @@ public enum LogTarget: Sendable, Equatable {
     }
 }
 
-/// One destination shared by every logger of the process. Each line is one `write` (or one
-/// `syslog` call), so lines from different threads never interleave.
+/// One destination shared by every logger of the process. Lines are queued and written by a
+/// thread of their own, so a target that stalls (a full syslog socket, a pipe nobody reads)
+/// never blocks the caller: the reaper, the supervisor and the drain go on. A full queue drops
+/// lines and says how many once it can write again. Each line is one `write` (or one `syslog`
+/// call), so lines never interleave.
 public final class LogSink: Sendable {
     private let fd: Int32
     private let usesSyslog: Bool
+    private struct Queue {
+        var lines: [(String, Logger.Level)] = []
+        var dropped = 0
+        var writing = false
+    }
+    private let queue = Monitor(Queue())
+    static let capacity = 10_000
+    /// The process's sink, flushed before it exits.
+    static let active = SharedValue<LogSink>()
 
     public init(_ target: LogTarget) throws(LavaError) {
         switch target {
@@ -56,9 +68,46 @@ public final class LogSink: Sendable {
             fd = -1
             usesSyslog = true
         }
+        try Threads.start(name: "lava-log") { [self] in self.writeForever() }
+        LogSink.active.set(self)
     }
 
     func emit(_ line: String, level: Logger.Level) {
+        queue.withLock { queue in
+            if queue.lines.count >= LogSink.capacity {
+                queue.dropped += 1
+            } else {
+                queue.lines.append((line, level))
+            }
+        }
+    }
+
+    /// Waits until every queued line is written, or `timeout` seconds.
+    public func flush(timeout: Double) {
+        queue.wait(until: Clock.monotonicSeconds() + timeout) { $0.lines.isEmpty && $0.dropped == 0 && !$0.writing }
+    }
+
+    /// Flushes the process's sink, if it has one (before exit).
+    public static func flushActive(timeout: Double = 2) { active.value?.flush(timeout: timeout) }
+
+    private func writeForever() -> Never {
+        while true {
+            queue.wait(until: nil) { !$0.lines.isEmpty || $0.dropped > 0 }
+            let (lines, dropped) = queue.withLock { queue in
+                defer {
+                    queue.lines.removeAll(keepingCapacity: true)
+                    queue.dropped = 0
+                    queue.writing = true
+                }
+                return (queue.lines, queue.dropped)
+            }
+            if dropped > 0 { write("lava-boot: the log target stalled; \(dropped) lines were dropped", level: .warning) }
+            for (line, level) in lines { write(line, level: level) }
+            queue.withLock { $0.writing = false }
+        }
+    }
+
+    private func write(_ line: String, level: Logger.Level) {
         if usesSyslog {
             lava_syslog(LogSink.syslogPriority(level), line)
             return
@@ -81,7 +130,6 @@ public final class LogSink: Sendable {
     }
 }
 
-/// The metadata keys the contract names; anything else a caller adds goes after them.
 /// Formats each record as text or one JSON object per line (`ts`, `level`, `msg`, then
 /// `realm`, `worker`, `component` and any other metadata).
 public struct LineLogHandler: LogHandler {

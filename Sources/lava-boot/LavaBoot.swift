@@ -1,4 +1,5 @@
 import ArgumentParser
+import LavaLog
 import LavaSystem
 #if canImport(Glibc)
 import Glibc
@@ -22,9 +23,11 @@ struct LavaBoot: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+            LogSink.flushActive()
         } catch let error as LavaError {
             fail(error.message)
         } catch {
+            LogSink.flushActive()
             exit(withError: error)
         }
     }
@@ -32,6 +35,7 @@ struct LavaBoot: ParsableCommand {
     static func fail(_ message: String) -> Never {
         // The one-line fatal error reaches the --log target too, not only stderr.
         fatalErrorLogger.value?.error("\(message)")
+        LogSink.flushActive()
         let line = "lava-boot: error: " + message.replacingNewlines() + "\n"
         _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
         Glibc.exit(1)

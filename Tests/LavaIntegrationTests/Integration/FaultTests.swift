@@ -75,6 +75,25 @@ import Testing
         }
     }
 
+    /// A log target nobody reads (a stalled syslog, a full pipe) holds up neither the workers'
+    /// output, nor their restarts, nor the drain.
+    @Test func aStalledLogTargetHoldsUpNeitherRestartsNorTheDrain() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records, extraEnv: #", "FAKE_FORK_JOB": "0.2", "FAKE_NOISE": "3000""#)
+        let fifo = fixture.directory.sub("log.fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let reader = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC)  // opened, never read
+        #expect(reader >= 0)
+        defer { close(reader) }
+        let agent = try boot(["--log", fifo])
+        #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count >= 3 }, "restarts go on with the log stalled")
+        let stop = LavaBootBinary.run(["stop", "--wait", "--root", fixture.root])
+        #expect(stop.exitCode == 0, "\(stop.stderr)")
+        #expect(waitUntil(timeout: 30) { agent.status != nil })
+        #expect(agent.status == .exited(0))
+    }
+
     @Test func aScriptletsBackgroundChildDoesNotHoldTheBoot() throws {
         fixture.workerBundle("8.2.0")
         let records = fixture.recordDirectory()
