@@ -66,7 +66,8 @@ import Testing
             }
             descriptors.append(FaultTests.descriptorCount(agent.pid))
         }
-        #expect(descriptors.dropFirst().allSatisfy { $0 <= descriptors[1] }, "agent descriptors over restarts: \(descriptors)")
+        // One leaked descriptor per restart would grow by 3 from the second run to the fifth.
+        #expect(descriptors.dropFirst().allSatisfy { $0 <= descriptors[1] + 2 }, "agent descriptors over restarts: \(descriptors)")
         #expect(agent.log.contains("still running in its group"), "\(agent.log)")
         #expect(agent.stop() == .exited(0))
         for record in WorkerRecord.all(in: records) {

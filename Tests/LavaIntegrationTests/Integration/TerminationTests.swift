@@ -88,7 +88,7 @@ import Testing
         agent.signal(SIGTERM)
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(0), "\(agent.log)")
-        #expect(Date().timeIntervalSince1970 - triggered < 33, "the drain never outlasts the realm budget")
+        #expect(Date().timeIntervalSince1970 - triggered < 40, "the drain ends with its 30 s budget, not with the worker's 600 s")
         #expect(worker.signals == ["nodispatch", "HUP", "TERM"], "\(worker.signals)")
         #expect(agent.log.contains("ignored SIGTERM; sending SIGKILL"), "\(agent.log)")
         #expect(try imds.calls("CompleteLifecycleAction").count == 1)
@@ -104,7 +104,7 @@ import Testing
         agent.signal(SIGTERM)
         #expect(waitUntil(timeout: 90) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(0))
-        #expect(Date().timeIntervalSince1970 - triggered < 62, "within stop_minutes: 1")
+        #expect(Date().timeIntervalSince1970 - triggered < 75, "within stop_minutes: 1, not the worker's 600 s")
         #expect(worker.signals == ["nodispatch", "HUP", "TERM"], "\(worker.signals)")
         #expect(try imds.calls("CompleteLifecycleAction").count == 1)
     }
@@ -119,7 +119,7 @@ import Testing
         try imds.setPath("/latest/meta-data/spot/instance-action", #"{"action": "terminate", "time": "\#(formatter.string(from: Date(timeIntervalSince1970: time)))"}"#)
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(0))
-        #expect(Date().timeIntervalSince1970 < time - 12, "done 15 s before the spot time (3 s of slack)")
+        #expect(Date().timeIntervalSince1970 < time - 5, "done 15 s before the spot time (10 s of slack), not after the 10 m budget")
         #expect(agent.log.contains("spot interruption"))
         #expect(try imds.calls("CompleteLifecycleAction").count == 1)
     }
