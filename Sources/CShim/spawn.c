@@ -148,6 +148,10 @@ int lava_rename_exchange(int dirfd, const char *a, const char *b) {
     return renameat2(dirfd, a, dirfd, b, RENAME_EXCHANGE);
 }
 
+int lava_open_unnamed_file(const char *directory) {
+    return open(directory, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+}
+
 int lava_close_range_refused = 0;
 
 void lava_set_close_range_refused(int refused) {

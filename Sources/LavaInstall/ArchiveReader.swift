@@ -6,25 +6,40 @@ import LavaSystem
 import Glibc
 #endif
 
-/// A `.tar.bz2` read once, front to back, from an object stream: the bytes go stream → bzip2
-/// (blocks decoded on every core) → tar (libarchive) with no temporary copy. `onRead` sees
-/// every compressed chunk (progress).
+/// An archive read once, front to back: a `.tar.bz2` from an object stream (stream → bzip2,
+/// blocks decoded on every core → tar, no temporary copy; `onRead` sees every compressed chunk,
+/// for progress), or a `.zip` from a file (its central directory, where symlinks are marked,
+/// sits at the end). Entries go through `SafeExtractor` either way.
 final class ArchiveReader {
     let archive: OpaquePointer
-    private let source: StreamSource
+    private let source: StreamSource?
     let displayName: String
+    private let formatHint: String
 
     init(stream: any ByteStream, displayName: String, onRead: @escaping (Int) -> Void) throws(LavaError) {
         guard let archive = archive_read_new() else { throw LavaError(.install, "libarchive: out of memory") }
         self.archive = archive
         self.displayName = displayName
-        source = StreamSource(stream: ParallelBzip2Decoder(source: stream, onCompressedBytes: onRead))
+        formatHint = "is it a complete .tar.bz2?"
+        let source = StreamSource(stream: ParallelBzip2Decoder(source: stream, onCompressedBytes: onRead))
+        self.source = source
         archive_read_support_format_tar(archive)
         let opened = archive_read_open(archive, Unmanaged.passUnretained(source).toOpaque(), nil, { archive, context, buffer in
             let source = Unmanaged<StreamSource>.fromOpaque(context!).takeUnretainedValue()
             return source.fill(buffer!)
         }, nil)
         if opened != ARCHIVE_OK { throw failure("cannot read") }
+    }
+
+    /// A zip file open at `descriptor` (seekable; the caller keeps it open while reading).
+    init(zipFile descriptor: Int32, displayName: String) throws(LavaError) {
+        guard let archive = archive_read_new() else { throw LavaError(.install, "libarchive: out of memory") }
+        self.archive = archive
+        self.displayName = displayName
+        formatHint = "is it a complete .zip?"
+        source = nil
+        archive_read_support_format_zip_seekable(archive)
+        if archive_read_open_fd(archive, descriptor, 1 << 20) != ARCHIVE_OK { throw failure("cannot read") }
     }
 
     deinit { archive_read_free(archive) }
@@ -53,9 +68,9 @@ final class ArchiveReader {
 
     /// The stream's own error when it failed, else libarchive's (a corrupt bzip2 stream, say).
     func failure(_ what: String) -> LavaError {
-        if let error = source.error { return error.prefixed("\(what) \(displayName)") }
+        if let error = source?.error { return error.prefixed("\(what) \(displayName)") }
         let reason = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
-        return LavaError(.install, "\(what) \(displayName): \(reason) (is it a complete .tar.bz2?)")
+        return LavaError(.install, "\(what) \(displayName): \(reason) (\(formatHint))")
     }
 }
 

@@ -121,3 +121,23 @@ extension AttributeValue {
         return item
     }
 }
+
+extension AttributeValue {
+    /// DynamoDB's typed JSON for this value, as requests carry it.
+    public var typedJSON: JSONValue {
+        func typed(_ type: String, _ value: JSONValue) -> JSONValue { .object([JSONMember(type, value)]) }
+        switch self {
+        case .string(let text): return typed("S", .string(text))
+        case .number(let text): return typed("N", .string(text))
+        case .binary(let text): return typed("B", .string(text))
+        case .bool(let value): return typed("BOOL", .bool(value))
+        case .null: return typed("NULL", .bool(true))
+        case .stringSet(let texts): return typed("SS", .array(texts.map { .string($0) }))
+        case .numberSet(let texts): return typed("NS", .array(texts.map { .string($0) }))
+        case .binarySet(let texts): return typed("BS", .array(texts.map { .string($0) }))
+        case .map(let map):
+            return typed("M", .object(map.sorted { $0.key < $1.key }.map { JSONMember($0.key, $0.value.typedJSON) }))
+        case .list(let list): return typed("L", .array(list.map(\.typedJSON)))
+        }
+    }
+}

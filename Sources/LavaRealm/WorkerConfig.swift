@@ -38,11 +38,18 @@ public struct HostConfig: Sendable, Equatable {
     public var warnings: [String]
 }
 
+/// Where a worker's effective value of a key comes from (SPEC §2).
+public enum ConfigOrigin: String, Sendable {
+    case own
+    case defaults = "_"
+    case builtIn = "default"
+}
+
 /// The rules of SPEC §2 over a realm item's `x-workers` map.
 public struct RealmConfig: Sendable {
     public let realm: String
     private let workers: [String: AttributeValue]
-    static let defaultsKey = "_"
+    public static let defaultsKey = "_"
 
     public init(realm: String, item: RealmItem) throws(LavaError) {
         try RealmConfig.validateName(realm, what: "realm")
@@ -86,6 +93,21 @@ public struct RealmConfig: Sendable {
         return HostConfig(realm: realm, host: host, workers: configs, warnings: warnings)
     }
 
+    /// The workers `x-workers` names, `_` (the defaults) left out, in byte order.
+    public var configuredWorkers: [String] {
+        workers.keys.filter { $0 != RealmConfig.defaultsKey }.sorted()
+    }
+
+    /// Does the item hold `x-workers._`?
+    public var hasDefaults: Bool { workers[RealmConfig.defaultsKey] != nil }
+
+    /// Where `worker`'s effective value of `key` comes from: its own map, `_`'s, or the default.
+    public func origin(of key: String, worker: String) throws(LavaError) -> ConfigOrigin {
+        if try map(of: worker)?[key] != nil { return .own }
+        if try map(of: RealmConfig.defaultsKey)?[key] != nil { return .defaults }
+        return .builtIn
+    }
+
     public func worker(_ name: String, warnings: inout [String]) throws(LavaError) -> WorkerConfig {
         try RealmConfig.validateName(name, what: "worker")
         if let problem = RealmConfig.accountNameProblem(worker: name) {
@@ -124,7 +146,7 @@ public struct RealmConfig: Sendable {
     }
 
     /// The host worker's `workers` list (per-key fallback to `_`), else the host worker alone.
-    func workerNames(host: String) throws(LavaError) -> [String] {
+    public func workerNames(host: String) throws(LavaError) -> [String] {
         let own = try map(of: host)
         let defaults = try map(of: RealmConfig.defaultsKey)
         let (source, value): (String, AttributeValue)
@@ -171,14 +193,19 @@ public struct RealmConfig: Sendable {
         guard case .string(let text) = value else {
             throw invalid(worker, "version", value, "is not a string (S)")
         }
-        guard let first = text.utf8.first, first >= 0x30, first <= 0x39,
-              text.utf8.allSatisfy({ byte in
-                  (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                      || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "+")
-              }) else {
+        guard RealmConfig.isValidVersion(text) else {
             throw invalid(worker, "version", value, "is not a lava version such as \"8.2.0\"")
         }
         return text
+    }
+
+    /// A digit, then letters, digits, '.' and '+' (`8.2.0`, `8.2.0rc1`): what a package name can hold.
+    public static func isValidVersion(_ text: String) -> Bool {
+        guard let first = text.utf8.first, first >= 0x30, first <= 0x39, text.utf8.count <= 64 else { return false }
+        return text.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "+")
+        }
     }
 
     /// N, or S of digits (`threads: "6"`); anything else, or out of range, is an error.

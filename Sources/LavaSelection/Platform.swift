@@ -36,6 +36,9 @@ public struct Platform: Sendable, Equatable, CustomStringConvertible {
     /// Both spellings, own first.
     public var archSpellings: [String] { [arch, archAlias] }
 
+    /// Oracle's spelling (`x64`, `arm64`), as Instant Client zips are named.
+    public var oracleArch: String { arch == "x86_64" || arch == "aarch64" ? archAlias : arch }
+
     /// `amzn2023/py3.11/x86_64`, as error messages name a platform.
     public var description: String { "\(os)/py\(python ?? "?")/\(arch)" }
 }
@@ -52,6 +55,11 @@ public struct PlatformDetector: Sendable {
         self.osOverride = os
         self.archOverride = arch
         self.pythonOverride = python
+    }
+
+    /// This machine's architecture (`uname -m`), checked.
+    public static func machine() throws(LavaError) -> Platform {
+        try Platform(os: "", arch: uname().machine, python: nil)
     }
 
     /// The platform, plus warnings for the caller to log (no python3 found).

@@ -13,7 +13,11 @@ extension ByteStream {
     public func save(to path: String, mode: mode_t, onChunk: (Int) -> Void = { _ in }) throws(LavaError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         if fd < 0 { throw .errno("create", path) }
-        let file = FileDescriptor(adopting: fd, displayPath: path)
+        try copy(to: FileDescriptor(adopting: fd, displayPath: path), onChunk: onChunk)
+    }
+
+    /// Writes the rest of the stream to `file` at its current offset.
+    public func copy(to file: borrowing FileDescriptor, onChunk: (Int) -> Void = { _ in }) throws(LavaError) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         while true {

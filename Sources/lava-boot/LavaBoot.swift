@@ -13,7 +13,8 @@ struct LavaBoot: ParsableCommand {
         commandName: "lava-boot",
         abstract: "Boot, install and supervise lava workers on an EC2 instance.",
         version: version,
-        subcommands: [BootCommand.self, StatusCommand.self, StopCommand.self, PlanCommand.self, InstallCommand.self, VersionsCommand.self]
+        subcommands: [BootCommand.self, StatusCommand.self, StopCommand.self, PlanCommand.self, InstallCommand.self, VersionsCommand.self,
+                      PinCommand.self, UnpinCommand.self, PinsCommand.self, AMICommand.self]
     )
 
     /// Usage errors exit 64 with the reason and the usage (ArgumentParser's own handling);

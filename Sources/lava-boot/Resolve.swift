@@ -39,10 +39,14 @@ final class AWSAccess {
         }
     }
 
+    func realmsTable(_ table: String, throttlingBudget: Double? = nil) throws(LavaError) -> RealmsTable {
+        RealmsTable(client: try resolve().client(.dynamodb, defaultAttempts: attempts, throttlingBudget: throttlingBudget),
+                    table: table)
+    }
+
     func realmItem(table: String, realm: String) throws(LavaError) -> RealmItem {
         // Bounded by time, not a count: a fleet of hundreds booting at once must all get through.
-        try RealmsTable(client: try resolve().client(.dynamodb, defaultAttempts: attempts,
-                                                     throttlingBudget: RetryPolicy.realmsTableThrottlingBudget), table: table).item(realm: realm)
+        try realmsTable(table, throttlingBudget: RetryPolicy.realmsTableThrottlingBudget).item(realm: realm)
     }
 }
 

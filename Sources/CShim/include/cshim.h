@@ -34,6 +34,10 @@ int lava_pipe_cloexec(int fds[2]);
 /// never disappears from under a link to it.
 int lava_rename_exchange(int dirfd, const char *a, const char *b);
 
+/// open(directory, O_TMPFILE | O_RDWR | O_EXCL): an unnamed file that no other process can
+/// reach or replace, gone when closed (O_TMPFILE is a macro Swift does not import).
+int lava_open_unnamed_file(const char *directory);
+
 /// prctl(PR_SET_CHILD_SUBREAPER): processes a daemon leaves behind become this process's
 /// children, so its reaper collects them (whatever init does) and nothing turns zombie.
 int lava_become_subreaper(void);
