@@ -16,6 +16,10 @@ Control (never forwarded):
     {"throttle_target": "DynamoDB_20120810.GetItem", "throttle_count": K}
         the next K requests whose X-Amz-Target equals the target get DynamoDB's 400
         ThrottlingException.
+    {"lose_target": "DynamoDB_20120810.UpdateItem", "lose_count": K}
+        the next K requests whose X-Amz-Target equals the target are forwarded and applied
+        upstream, but the client gets DynamoDB's 500 InternalServerError instead of the answer
+        (a response lost after the write happened).
     {"status_count": K, "status": 503, "path_prefix": "/", "method": "GET",
      "code": "SlowDown", "message": "Please reduce your request rate."}
         the next K requests (any method unless "method"; raw path starting with the prefix)
@@ -27,7 +31,7 @@ Control (never forwarded):
   GET /__fault__  the counters as JSON:
     {"requests": {"GET": n, ...}, "requests_total": n, "ranged_gets": n,
      "last_range": "bytes=..." | null, "last_if_match": "..." | null,
-     "faults": {"cut": n, "throttle": n, "status": n, "drop": n},
+     "faults": {"cut": n, "throttle": n, "status": n, "drop": n, "lose": n},
      "rules": {...what is still armed...}, "log": [{"method", "path", "target", "range"}, ...]}
 """
 import argparse
@@ -42,6 +46,8 @@ import peer_common
 
 THROTTLE_BODY = (b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException",'
                  b'"message":"Rate exceeded"}')
+LOST_BODY = (b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError",'
+             b'"message":"Internal server error"}')
 LOG_LIMIT = 2000
 
 
@@ -55,6 +61,8 @@ class State:
         self.cut_count = 0
         self.throttle_target = None
         self.throttle_count = 0
+        self.lose_target = None
+        self.lose_count = 0
         self.status_rule = None
         self.status_count = 0
         self.drop_prefix = "/"
@@ -64,7 +72,7 @@ class State:
         self.ranged_gets = 0
         self.last_range = None
         self.last_if_match = None
-        self.faults = {"cut": 0, "throttle": 0, "status": 0, "drop": 0}
+        self.faults = {"cut": 0, "throttle": 0, "status": 0, "drop": 0, "lose": 0}
         self.log = []
 
     def configure(self, rules):
@@ -76,6 +84,9 @@ class State:
         if "throttle_target" in rules or "throttle_count" in rules:
             self.throttle_target = rules.get("throttle_target", self.throttle_target)
             self.throttle_count = int(rules.get("throttle_count", 1))
+        if "lose_target" in rules or "lose_count" in rules:
+            self.lose_target = rules.get("lose_target", self.lose_target)
+            self.lose_count = int(rules.get("lose_count", 1))
         if "status_count" in rules or "status" in rules:
             status = int(rules.get("status", 503))
             self.status_rule = {
@@ -102,6 +113,7 @@ class State:
             "rules": {
                 "cut_get_after_bytes": self.cut_after, "cut_count": self.cut_count,
                 "throttle_target": self.throttle_target, "throttle_count": self.throttle_count,
+                "lose_target": self.lose_target, "lose_count": self.lose_count,
                 "status": self.status_rule, "status_count": self.status_count,
                 "drop_count": self.drop_count,
             },
@@ -181,7 +193,7 @@ class Handler(BaseHTTPRequestHandler):
             body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{fault["code"]}</Code>'
                     f'<Message>{fault["message"]}</Message><RequestId>fault-proxy</RequestId></Error>').encode()
             return self.reply(fault["status"], "application/xml", body)
-        self.forward(method)
+        self.forward(method, lose=fault == "lose")
 
     def choose_fault(self, method, target):
         """Under STATE.lock: the fault this request gets, counting it as served."""
@@ -194,6 +206,10 @@ class Handler(BaseHTTPRequestHandler):
             STATE.throttle_count -= 1
             STATE.faults["throttle"] += 1
             return "throttle"
+        if STATE.lose_count > 0 and target is not None and target == STATE.lose_target:
+            STATE.lose_count -= 1
+            STATE.faults["lose"] += 1
+            return "lose"
         rule = STATE.status_rule
         if (STATE.status_count > 0 and rule and path.startswith(rule["path_prefix"])
                 and (rule["method"] is None or rule["method"] == method)):
@@ -252,7 +268,7 @@ class Handler(BaseHTTPRequestHandler):
             connection.putheader(name, value)
         connection.endheaders()
 
-    def forward(self, method):
+    def forward(self, method, lose=False):
         chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
         length = int(self.headers.get("Content-Length") or 0)
         # The request head is retried once on a fresh connection if a kept-alive one went stale.
@@ -284,6 +300,9 @@ class Handler(BaseHTTPRequestHandler):
             self.connect_upstream(fresh=True)
             self.close_connection = True
             return self.reply(502, "text/plain", b"upstream failed\n")
+        if lose:
+            response.read()
+            return self.reply(500, "application/x-amz-json-1.0", LOST_BODY)
         self.relay(method, response)
 
     def relay(self, method, response):
