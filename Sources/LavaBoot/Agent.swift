@@ -29,6 +29,7 @@ public struct BootSettings: Sendable {
     public var readyAfter: Double = 30
     /// Auto Scaling and IMDS, when the agent watches the instance's lifecycle.
     public var lifecycle: Lifecycle?
+    public var restartBackoff = RestartBackoff()
 
     public init(root: HostRoot, scriptTimeout: Double, stopTimeout: Double?, userMode: Bool, environment: [String]) {
         self.root = root
@@ -232,7 +233,8 @@ public final class Agent: Sendable {
                                         workingDirectory: home, identity: account?.identity))
             }
         }
-        let supervisor = try Supervisor(specs: specs, logger: logger.with(component: "supervisor"), records: settings.records)
+        let supervisor = try Supervisor(specs: specs, logger: logger.with(component: "supervisor"), backoff: settings.restartBackoff,
+                                        records: settings.records)
         supervisorBox.set(supervisor)
         supervisor.start()
     }

@@ -76,6 +76,12 @@ public struct RestartBackoff: Sendable {
     public var maximum: Double = 60
     public var resetAfter: Double = 600
     public init() {}
+
+    /// Every wait scaled so the first is `initial` seconds (tests run many restarts quickly).
+    public init(initial: Double) {
+        self.maximum = maximum * initial / self.initial
+        self.initial = initial
+    }
 }
 
 /// Starts the daemons as direct children, restarts any that exits while not stopping, and

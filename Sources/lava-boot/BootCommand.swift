@@ -6,6 +6,7 @@ import CShim
 import ArgumentParser
 import LavaBoot
 import LavaInstall
+import LavaSupervisor
 import LavaSystem
 #if canImport(Glibc)
 import Glibc
@@ -92,6 +93,10 @@ struct BootCommand: ParsableCommand {
         settings.heartbeatInterval = heartbeatInterval?.seconds
         settings.lifecycle = lifecycle
         settings.readyAfter = readyAfter.seconds
+        // For tests: restarts that wait this long first, instead of 1 s.
+        if let base = ProcessEnvironment.current()["LAVA_BOOT_RESTART_BASE_SECONDS"].flatMap(Double.init), base > 0 {
+            settings.restartBackoff = RestartBackoff(initial: base)
+        }
         let agent = Agent(plan: plan, area: area, settings: settings, trigger: trigger, logger: logger)
         agentBox.set(agent)
         try agent.run()

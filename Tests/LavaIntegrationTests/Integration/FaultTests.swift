@@ -76,6 +76,33 @@ import Testing
         }
     }
 
+    static func threadCount(_ pid: pid_t) -> Int { ((try? Files.list("/proc/\(pid)/task")) ?? nil)?.count ?? -1 }
+
+    static func privateMemoryKiB(_ pid: pid_t) -> Int {
+        let status = ((try? Files.readText("/proc/\(pid)/status")) ?? nil) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("RssAnon:") } ?? ""
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
+    }
+
+    /// Descriptors, threads and private memory after 10 restarts and after 40: a leak of one
+    /// descriptor or thread per restart shows as 30 more, of 64 KiB per restart as 1.9 MiB more.
+    @Test func theAgentStaysFlatOverManyRestarts() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records, extraEnv: #", "FAKE_FORK_JOB": "0.05""#)
+        let agent = try boot(environment: ["LAVA_BOOT_RESTART_BASE_SECONDS": "0.01"])
+        var samples = [(descriptors: Int, threads: Int, privateKiB: Int)]()
+        for starts in [10, 40] {
+            #expect(waitUntil(timeout: 180) { WorkerRecord.all(in: records).count >= starts }, "\(agent.log)")
+            samples.append((FaultTests.descriptorCount(agent.pid), FaultTests.threadCount(agent.pid), FaultTests.privateMemoryKiB(agent.pid)))
+        }
+        let (warm, late) = (samples[0], samples[1])
+        #expect(warm.descriptors > 0 && late.descriptors <= warm.descriptors + 2, "descriptors \(samples)")
+        #expect(warm.threads > 0 && late.threads <= warm.threads + 1, "threads \(samples)")
+        #expect(warm.privateKiB > 0 && late.privateKiB <= warm.privateKiB + 1024, "RssAnon KiB \(samples)")
+        #expect(agent.stop() == .exited(0), "\(agent.log)")
+    }
+
     /// A log target nobody reads (a stalled syslog, a full pipe) holds up neither the workers'
     /// output, nor their restarts, nor the drain.
     @Test func aStalledLogTargetHoldsUpNeitherRestartsNorTheDrain() throws {
