@@ -9,6 +9,9 @@ public struct S3Object: Sendable, Equatable {
     public var modified: Double
     /// Without the quotes S3 puts around it.
     public var etag: String?
+    /// `x-amz-checksum-sha256` of the whole object, when HEAD gave one (never for multipart
+    /// objects, whose checksum is of their parts).
+    public var checksumSHA256: String? = nil
 }
 
 /// The S3 calls lava-boot makes: ListObjectsV2 (every page), HeadObject, GetObject.
@@ -60,18 +63,30 @@ public struct S3Client: Sendable {
     /// The object's metadata, or nil when it does not exist.
     public func head(bucket: String, key: String) throws(LavaError) -> S3Object? {
         let (endpoint, path) = address(bucket: bucket, key: key)
-        let response = try client.send(AWSRequest(operation: "HeadObject", method: "HEAD", endpoint: endpoint, path: path), accepting: [404])
+        let response = try client.send(AWSRequest(operation: "HeadObject", method: "HEAD", endpoint: endpoint, path: path,
+                                                  headers: [("x-amz-checksum-mode", "ENABLED")]), accepting: [404])
         if response.status == 404 { return nil }
         return S3Object(key: key, size: response.headers["Content-Length"].flatMap { Int64($0) } ?? 0,
                         modified: response.headers["Last-Modified"].flatMap(HTTPDate.epochSeconds) ?? 0,
-                        etag: response.headers["ETag"].map(S3Client.unquote))
+                        etag: response.headers["ETag"].map(S3Client.unquote),
+                        checksumSHA256: S3Client.wholeObjectChecksum(response.headers["x-amz-checksum-sha256"]))
     }
 
-    /// GetObject, streamed; `range` and `ifMatch` for resuming. 412 and 404 come back as responses.
-    public func get(bucket: String, key: String, from offset: Int64 = 0, ifMatch: String? = nil) throws(LavaError) -> HTTPResponseStream {
+    /// A multipart object's checksum is of its parts ("...-N"), not of the whole body.
+    static func wholeObjectChecksum(_ header: String?) -> String? {
+        header.flatMap { $0.contains("-") ? nil : $0 }
+    }
+
+    /// GetObject, streamed, of the bytes from `offset` up to `end` (exclusive; nil: to the end);
+    /// `ifMatch` pins the object for resumes and parts. 412 and 404 come back as responses.
+    public func get(bucket: String, key: String, from offset: Int64 = 0, to end: Int64? = nil, ifMatch: String? = nil) throws(LavaError) -> HTTPResponseStream {
         let (endpoint, path) = address(bucket: bucket, key: key)
         var headers = [("x-amz-checksum-mode", "ENABLED")]
-        if offset > 0 { headers.append(("Range", "bytes=\(offset)-")) }
+        if let end {
+            headers.append(("Range", "bytes=\(offset)-\(end - 1)"))
+        } else if offset > 0 {
+            headers.append(("Range", "bytes=\(offset)-"))
+        }
         if let ifMatch { headers.append(("If-Match", "\"\(ifMatch)\"")) }
         return try client.stream(AWSRequest(operation: "GetObject", method: "GET", endpoint: endpoint, path: path, headers: headers),
                                  accepting: [404, 412])

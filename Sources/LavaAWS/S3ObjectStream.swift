@@ -6,18 +6,21 @@ import Logging
 /// A GetObject body that survives broken connections and proves it arrived whole: a transfer
 /// cut short resumes with `Range` + `If-Match: <etag>` (an object changed meanwhile is an
 /// error, never a mix), the total must equal the first response's Content-Length, and with S3
-/// checksums present the SHA-256 must match `x-amz-checksum-sha256`.
+/// checksums present the SHA-256 must match `x-amz-checksum-sha256`. Given a `part`, the same
+/// for that byte range of the object with the given ETag (the whole object's checksum is then
+/// the caller's to check).
 public final class S3ObjectStream: ByteStream {
     private let s3: S3Client
     private let bucket: String
     private let key: String
     private let logger: Logger
+    private let part: Range<Int64>?
     private var current: HTTPResponseStream?
     private var received: Int64 = 0
     private var total: Int64?
     private var etag: String?
     private var expectedChecksum: String?
-    private var hasher: SHA256? = SHA256()
+    private var hasher: SHA256?
     private var resumes = 0
     private var finished = false
 
@@ -26,13 +29,29 @@ public final class S3ObjectStream: ByteStream {
         self.bucket = bucket
         self.key = key
         self.logger = logger
+        part = nil
+        hasher = SHA256()
+        try open()
+    }
+
+    /// Bytes `part` of the object whose ETag is `etag`.
+    public init(s3: S3Client, bucket: String, key: String, part: Range<Int64>, etag: String, logger: Logger) throws(LavaError) {
+        self.s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self.logger = logger
+        self.part = part
+        self.etag = etag
+        total = part.upperBound - part.lowerBound
         try open()
     }
 
     private var name: String { "s3://\(bucket)/\(key)" }
 
     private func open() throws(LavaError) {
-        let stream = try s3.get(bucket: bucket, key: key, from: received, ifMatch: received > 0 ? etag : nil)
+        let start = (part?.lowerBound ?? 0) + received
+        let stream = try s3.get(bucket: bucket, key: key, from: start, to: part?.upperBound,
+                                ifMatch: received > 0 || part != nil ? etag : nil)
         switch stream.status {
         case 404:
             stream.close()
@@ -40,13 +59,12 @@ public final class S3ObjectStream: ByteStream {
         case 412:
             stream.close()
             throw LavaError(.aws, "\(name) changed while it was being downloaded (ETag no longer \(etag ?? "?")); run again")
-        case 206 where received > 0:
+        case 206 where received > 0 || part != nil:
             break
-        case 200 where received == 0:
+        case 200 where received == 0 && part == nil:
             total = stream.expectedLength
             etag = stream.headers["ETag"].map(S3Client.unquote)
-            // A multipart object's checksum is of its parts ("...-N"), not of the whole body.
-            expectedChecksum = stream.headers["x-amz-checksum-sha256"].flatMap { $0.contains("-") ? nil : $0 }
+            expectedChecksum = S3Client.wholeObjectChecksum(stream.headers["x-amz-checksum-sha256"])
         default:
             stream.close()
             throw LavaError(.aws, "\(name): unexpected HTTP \(stream.status) for GetObject")
@@ -85,7 +103,7 @@ public final class S3ObjectStream: ByteStream {
 
     private func verify() throws(LavaError) {
         if let total, received != total {
-            throw LavaError(.aws, "\(name): received \(received) bytes, Content-Length said \(total)")
+            throw LavaError(.aws, "\(name): received \(received) bytes, expected \(total)")
         }
         if let expectedChecksum, let hasher = hasher.take() {
             let actual = Base64.encode(hasher.finalize())

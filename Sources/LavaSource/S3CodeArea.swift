@@ -42,9 +42,19 @@ public struct S3CodeArea: CodeArea {
         }
     }
 
+    /// A large object as parallel ranged GETs (after a HEAD for its ETag and checksum), anything
+    /// smaller as one GET.
     public func open(_ key: String) throws(LavaError) -> any ByteStream {
-        try S3ObjectStream(s3: s3, bucket: bucket, key: fullKey(key), logger: logger)
+        let fullKey = fullKey(key)
+        if let object = try s3.head(bucket: bucket, key: fullKey), object.etag != nil,
+           object.size >= S3CodeArea.parallelThreshold {
+            return try S3ParallelObjectStream(s3: s3, bucket: bucket, object: object, logger: logger)
+        }
+        return try S3ObjectStream(s3: s3, bucket: bucket, key: fullKey, logger: logger)
     }
+
+    /// Two parts or more: one connection's rate can hold up the decoders.
+    static let parallelThreshold = 2 * S3ParallelObjectStream.defaultPartSize
 
     public func localPath(_ key: String) -> String? { nil }
 }

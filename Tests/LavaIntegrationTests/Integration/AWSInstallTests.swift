@@ -127,6 +127,23 @@ import Testing
         #expect(installed.count == 20_000_000)
     }
 
+    /// A bundle of several 4 MiB parts comes as parallel ranged GETs, each pinned to the ETag; a
+    /// part cut short resumes on its own; the whole object's checksum is still verified.
+    @Test func aLargeBundleComesInParallelRangedPartsAndArrivesWhole() throws {
+        try upload("8.2.0", padding: 24_000_000, checksum: true)
+        try proxy.setFaults(json: #"{"cut_get_after_bytes": 1000000, "cut_count": 1}"#)
+        let result = install()
+        #expect(result.exitCode == 0, "\(result.stderr)")
+        let counters = try proxy.counters()
+        let log = counters["log"] as? [[String: Any]] ?? []
+        let ranges = log.compactMap { $0["range"] as? String }
+        #expect(ranges.count >= 4, "one ranged GET per part at least: \(ranges)")
+        #expect(ranges.contains("bytes=0-4194303") && ranges.contains("bytes=4194304-8388607"), "\(ranges)")
+        #expect(result.stderr.contains("resuming"), "the cut part resumed: \(result.stderr)")
+        let installed = try #require(try Files.read(fixture.root + "/opt/lava/releases/\(name("8.2.0"))/lib/lava/noise.txt"))
+        #expect(installed.count == 24_000_000)
+    }
+
     @Test func checksumsAreVerifiedWhenS3HasThem() throws {
         try upload("8.2.0", padding: 1000, checksum: true)
         let result = install()
