@@ -129,15 +129,18 @@ struct SafeExtractor {
             }
         }
 
-        // Directories last, deepest first: creating their entries changed their mtimes.
+        // Directories last: creating their entries changed their mtimes. Setting a directory's
+        // mode or times changes nothing in its parent, so they go in path order, where the
+        // cursor reuses the open parents: one open per directory, not one per path component.
         cursor.closeAll()
-        for directory in directories.reversed() {
-            let fd = try cursor.open(directory.components, reader: reader)
-            fchmod(fd, directory.mode)
+        let createdMode = 0o755 & ~umaskValue
+        for directory in directories.sorted(by: { $0.components.lexicographicallyPrecedes($1.components) }) {
+            let fd = try cursor.enter(directory.components, create: false, reader: reader)
+            if directory.mode != createdMode { fchmod(fd, directory.mode) }
             var times = [timespec(tv_sec: 0, tv_nsec: FileType.omitTime), directory.mtime]
             futimens(fd, &times)
-            close(fd)
         }
+        cursor.closeAll()
         return summary
     }
 
@@ -293,8 +296,8 @@ struct DirectoryCursor {
         self.displayRoot = displayRoot
     }
 
-    /// The fd of `components` (created as needed), owned by the cursor.
-    mutating func enter(_ components: [String], reader: ArchiveReader) throws(LavaError) -> Int32 {
+    /// The fd of `components` (created as needed unless `create` is false), owned by the cursor.
+    mutating func enter(_ components: [String], create: Bool = true, reader: ArchiveReader) throws(LavaError) -> Int32 {
         var common = 0
         while common < names.count, common < components.count, names[common] == components[common] { common += 1 }
         while names.count > common {
@@ -303,7 +306,7 @@ struct DirectoryCursor {
         }
         for name in components[common...] {
             let parent = fds.last ?? rootFD
-            let fd = try DirectoryCursor.openDirectory(parent, name, create: true, path: (names + [name]).joined(separator: "/"), reader: reader)
+            let fd = try DirectoryCursor.openDirectory(parent, name, create: create, path: (names + [name]).joined(separator: "/"), reader: reader)
             names.append(name)
             fds.append(fd)
         }
