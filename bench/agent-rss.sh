@@ -33,6 +33,30 @@ for i in $(seq 20); do
   for _ in $(seq 100); do [ "$(pgrep -P "$agent" | wc -l)" -ge 4 ] && break; sleep 0.2; done
 done
 sleep 2
+# Where the agent's resident memory is: its own binary, private memory, each shared library.
+breakdown() {
+  python3 - "$1" <<'PY'
+import collections, os, re, sys
+pid = sys.argv[1]
+exe = os.readlink(f"/proc/{pid}/exe")
+rss, anon, current = collections.Counter(), 0, None
+for line in open(f"/proc/{pid}/smaps"):
+    if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+        parts = line.split()
+        current = parts[5] if len(parts) > 5 else "[anon]"
+    elif line.startswith("Rss:"):
+        rss[current] += int(line.split()[1])
+status = {l.split(":")[0]: l.split(":")[1].strip() for l in open(f"/proc/{pid}/status") if ":" in l}
+print(f"    VmRSS {status['VmRSS']}, RssAnon {status['RssAnon']}, RssFile {status['RssFile']}")
+print(f"    lava-boot binary: {rss.pop(exe, 0)} kB")
+for name, kib in rss.most_common(12):
+    print(f"    {kib:6d} kB  {name}")
+PY
+}
+echo "agent mappings (after the start-up pages were released):"
+breakdown "$agent"
+echo "python3 + boto3 client mappings:"
+breakdown "$boto" | head -4
 echo "over ${seconds}s, medians (max):"
 echo "  lava-boot agent, 4 daemons   $(median "${a[@]}") KiB ($(printf '%s\n' "${a[@]}" | sort -n | tail -n 1) KiB)"
 echo "  python3 + boto3 client       $(median "${b[@]}") KiB ($(printf '%s\n' "${b[@]}" | sort -n | tail -n 1) KiB)"

@@ -3,7 +3,7 @@ set -euo pipefail
 
 # As shipped: release, static Swift standard library.
 build_release() {
-  swift build -c release --static-swift-stdlib >/dev/null
+  swift build -c release --static-swift-stdlib --product lava-boot >/dev/null
   bin="$(swift build -c release --static-swift-stdlib --show-bin-path)/lava-boot"
 }
 

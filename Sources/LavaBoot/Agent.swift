@@ -237,6 +237,8 @@ public final class Agent: Sendable {
                                         records: settings.records)
         supervisorBox.set(supervisor)
         supervisor.start()
+        let released = ResidentPages.releaseExecutableStartupPages()
+        logger.debug("released \(released >> 10) KiB of start-up code from the resident set")
     }
 
     /// One entry per name: a realm `env` key replaces the base value of that name (logged).

@@ -2,9 +2,6 @@ import Foundation
 import LavaSystem
 import LavaTestSupport
 import Testing
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The release packaging (SPEC §12): the real release build (packaging/build-release.sh, run
 /// once for the suite) checked as Amazon Linux 2023 needs it, its tarball and RPM; the AMI

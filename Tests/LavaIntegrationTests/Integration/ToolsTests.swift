@@ -5,7 +5,8 @@ import Testing
 /// Every program the tests and benches call. A machine without one fails here, naming it,
 /// rather than with exit 127 deep inside another test.
 @Suite struct ToolsTests {
-    static let tools = ["bzip2", "lbzip2", "tar", "curl", "python3", "moto_server", "aws", "useradd", "groupadd", "userdel", "groupdel"]
+    static let tools = ["bzip2", "lbzip2", "tar", "curl", "python3", "moto_server", "aws", "useradd", "groupadd", "userdel", "groupdel",
+                        "gcc", "ldconfig", "objdump", "readelf", "strip", "rpmbuild", "rpm", "packer", "shellcheck"]
 
     @Test func everyToolTheSuiteCallsIsInstalled() {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
