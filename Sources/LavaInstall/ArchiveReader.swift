@@ -44,6 +44,9 @@ final class ArchiveReader {
 
     deinit { archive_read_free(archive) }
 
+    /// How long extraction waited for decoded input (zero for a zip, read from a file).
+    var waitingSeconds: Double { source?.waitingSeconds ?? 0 }
+
     /// The next entry, or nil at the end of the archive.
     func nextEntry() throws(LavaError) -> OpaquePointer? {
         var entry: OpaquePointer? = nil
@@ -86,7 +89,12 @@ private final class StreamSource {
 
     deinit { buffer.deallocate() }
 
+    /// Time spent waiting for the stream (the decoders, the download) rather than writing files.
+    var waitingSeconds = 0.0
+
     func fill(_ out: UnsafeMutablePointer<UnsafeRawPointer?>) -> Int {
+        let start = Clock.monotonicSeconds()
+        defer { waitingSeconds += Clock.monotonicSeconds() - start }
         do {
             let count = try stream.read(into: buffer)
             out.pointee = UnsafeRawPointer(buffer.baseAddress)

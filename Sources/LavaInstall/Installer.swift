@@ -119,9 +119,15 @@ public struct Installer: Sendable {
     private func extract(_ selected: SelectedPackage, into directory: borrowing Directory) throws(LavaError) -> ExtractionSummary {
         let stream = try area.open(selected.object.key)
         let progress = ProgressReporter(logger: logger, label: "extracting \(selected.name.fileName)", total: selected.object.size)
+        let clock = CPUClocks()
         let reader = try ArchiveReader(stream: stream, displayName: area.displayName(selected.object.key)) { progress.add($0) }
         let summary = try SafeExtractor(reservedNames: Installer.reservedNames, isCancelled: isCancelled).extract(reader, into: directory)
-        logger.debug("read \(formatBytes(progress.bytes)) in \(Int(progress.elapsed * 1000)) ms")
+        // Where the time went (bench/install-s3.sh reads this line).
+        let (wall, thread, process) = clock.elapsed()
+        let timing = "timing \(selected.name.fileName): \(formatSeconds(wall)) wall, \(formatBytes(progress.bytes)) read; "
+            + "extraction waited \(formatSeconds(reader.waitingSeconds)) for decoded data and spent \(formatSeconds(wall - reader.waitingSeconds)) "
+            + "on tar and files; CPU \(formatSeconds(thread)) extraction, \(formatSeconds(process - thread)) decoding and download"
+        logger.debug("\(timing)")
         return summary
     }
 

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import LavaSystem
 import Logging
 
@@ -51,4 +54,29 @@ public func formatBytes(_ count: Int64) -> String {
     if unit == 0 { return "\(count) B" }
     let tenths = Int((value * 10).rounded())
     return "\(tenths / 10).\(tenths % 10) \(units[unit])"
+}
+
+/// `1.234 s`
+func formatSeconds(_ seconds: Double) -> String {
+    let millis = max(Int((seconds * 1000).rounded()), 0)
+    let fraction = String(millis % 1000)
+    return "\(millis / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction) s"
+}
+
+/// Wall time with this thread's and the whole process's CPU time, from when it was made.
+struct CPUClocks {
+    private let start: (wall: Double, thread: Double, process: Double)
+
+    init() { start = (Clock.monotonicSeconds(), CPUClocks.read(CLOCK_THREAD_CPUTIME_ID), CPUClocks.read(CLOCK_PROCESS_CPUTIME_ID)) }
+
+    func elapsed() -> (wall: Double, thread: Double, process: Double) {
+        (Clock.monotonicSeconds() - start.wall, CPUClocks.read(CLOCK_THREAD_CPUTIME_ID) - start.thread,
+         CPUClocks.read(CLOCK_PROCESS_CPUTIME_ID) - start.process)
+    }
+
+    private static func read(_ clock: clockid_t) -> Double {
+        var time = timespec()
+        clock_gettime(clock, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
 }
