@@ -6,7 +6,6 @@
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 mb="${1:-150}"; runs="${2:-5}"; base="${3:-/dev/shm}"
-command -v lbzip2 >/dev/null || apt-get install -y -qq lbzip2 >/dev/null
 build_release
 work="$(mktemp -d "$base/lava-bench.XXXXXX")"; trap 'rm -rf "$work"' EXIT
 make_bundle "$work/code" "$mb"
@@ -21,7 +20,7 @@ A=(); B=(); C=()
 for _ in $(seq "$runs"); do A+=("$(time_ms lava)"); B+=("$(time_ms tarj)"); C+=("$(time_ms lbz)"); done
 ma=$(median "${A[@]}"); mt=$(median "${B[@]}"); ml=$(median "${C[@]}"); fast=$(( mt < ml ? mt : ml ))
 rm -rf "$work/root/opt" "$work/root/usr/local"
-rss=$( { /usr/bin/time -f '%M' "$bin" install "file://$work/code" bench w --realms-file "$work/realms.json" --root "$work/root" --level error; } 2>&1 | tail -n 1 )
+rss=$(peak_rss_kib "$bin" install "file://$work/code" bench w --realms-file "$work/realms.json" --root "$work/root" --level error)
 echo "root on $base, $runs interleaved runs, medians:"
 echo "  lava-boot install       $ma ms  ($(ratio "$ma" "$fast") of the faster standard pipeline)"
 echo "  tar -xjf                $mt ms"

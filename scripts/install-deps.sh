@@ -5,7 +5,7 @@ need=()
 # The release build (packaging/) and its tests also need binutils and gcc (check, stub, strip),
 # rpm (rpmbuild), packer (the AMI template's syntax check) and shellcheck.
 for pkg in libcurl4-openssl-dev libssl-dev libbz2-dev libarchive-dev pkg-config bzip2 lbzip2 curl tar passwd \
-    binutils gcc rpm packer shellcheck; do
+    binutils gcc rpm packer shellcheck time strace; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
