@@ -3,7 +3,7 @@
 set -euo pipefail
 need=()
 # The release build (packaging/) and its tests also need binutils and gcc (check, stub, strip),
-# rpm (rpmbuild), packer (the AMI template's syntax check) and shellcheck.
+# rpm (rpmbuild), packer (the AMI template's syntax check) and shellcheck; the benches time and strace.
 for pkg in libcurl4-openssl-dev libssl-dev libbz2-dev libarchive-dev pkg-config bzip2 lbzip2 curl tar passwd \
     binutils gcc rpm packer shellcheck time strace; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
