@@ -63,6 +63,10 @@ let package = Package(
             "LavaSystem", "LavaLog", "LavaJSON", "LavaRealm", "LavaSource", "LavaSelection", "LavaInstall",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+        ], linkerSettings: [
+            // Every symbol bound at start: a long-running agent then never reads its own symbol
+            // tables again after it released its start-up pages (ResidentPages).
+            .unsafeFlags(["-Xlinker", "-z", "-Xlinker", "now"], .when(configuration: .release)),
         ]),
 
         // bench/decoder.sh's harness: the decoder alone, stdin to stdout. Not shipped.

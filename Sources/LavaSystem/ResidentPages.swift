@@ -4,10 +4,9 @@ import Glibc
 
 /// The agent runs for the life of the instance, but most of the code it touched getting there
 /// (argument parsing, the AWS and install paths) never runs again, and the kernel's fault-around
-/// mapped 64 KiB around every page it touched. Once start-up is over, the executable's
-/// read-only, never-written mappings are dropped from the resident set and their pages from the
-/// page cache: fault-around maps only neighbours that are cached, and MADV_RANDOM stops
-/// readahead, so what supervision runs comes back a page at a time.
+/// mapped up to 64 KiB around every page it touched. Once start-up is over, the executable's
+/// read-only, never-written mappings are dropped from the resident set (the page cache keeps
+/// them); what supervision runs faults back in, with its fault-around neighbours.
 public enum ResidentPages {
 
     /// Applies to mappings of this executable that are `r-xp` or `r--p` and hold no page the
@@ -17,19 +16,14 @@ public enum ResidentPages {
     public static func releaseExecutableStartupPages() -> Int {
         guard let exe = Directory.readLink(AT_FDCWD, "/proc/self/exe"),
               let smaps = try? Files.readText("/proc/self/smaps") else { return 0 }
-        let executable = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
-        defer { if executable >= 0 { close(executable) } }
         var released = 0
-        var candidate: (start: UInt, end: UInt, offset: UInt, resident: Int)?
+        var candidate: (start: UInt, end: UInt, resident: Int)?
         var written = false
         func finish() {
             guard let mapping = candidate, !written else { return }
             let pointer = UnsafeMutableRawPointer(bitPattern: mapping.start)
             let length = Int(mapping.end - mapping.start)
-            madvise(pointer, length, Int32(MADV_RANDOM))
-            guard madvise(pointer, length, Int32(MADV_DONTNEED)) == 0 else { return }
-            released += mapping.resident
-            if executable >= 0 { posix_fadvise(executable, off_t(mapping.offset), off_t(length), Int32(POSIX_FADV_DONTNEED)) }
+            if madvise(pointer, length, Int32(MADV_DONTNEED)) == 0 { released += mapping.resident }
         }
         for line in smaps.split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -39,9 +33,8 @@ public enum ResidentPages {
                 written = false
                 let bounds = range.split(separator: "-")
                 guard fields.count >= 6, String(fields[5]) == exe, fields[1] == "r-xp" || fields[1] == "r--p",
-                      bounds.count == 2, let start = UInt(bounds[0], radix: 16), let end = UInt(bounds[1], radix: 16),
-                      let offset = UInt(fields[2], radix: 16) else { continue }
-                candidate = (start, end, offset, 0)
+                      bounds.count == 2, let start = UInt(bounds[0], radix: 16), let end = UInt(bounds[1], radix: 16) else { continue }
+                candidate = (start, end, 0)
             } else if candidate != nil, fields.count >= 2 {
                 let kib = Int(fields[1]) ?? 0
                 if fields[0] == "Rss:" { candidate!.resident = kib * 1024 }
