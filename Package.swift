@@ -38,7 +38,9 @@ let package = Package(
             "LavaHTTP", "LavaSigV4", "LavaCrypto", "LavaJSON", "LavaSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "LavaBzip2", dependencies: ["CBzip2", "LavaSystem"]),
+        // One bzip2 stream's blocks decoded in pure Swift; libbz2 is only the tests' reference.
+        .target(name: "LavaBzip2Block"),
+        .target(name: "LavaBzip2", dependencies: ["LavaBzip2Block", "LavaSystem"]),
         .target(name: "LavaRealm", dependencies: ["LavaSystem", "LavaJSON", "LavaAWS", "LavaHTTP"]),
         .target(name: "LavaSource", dependencies: ["LavaSystem", "LavaAWS", .product(name: "Logging", package: "swift-log")]),
         .target(name: "LavaSelection", dependencies: ["LavaSystem", "LavaSource"]),
@@ -72,6 +74,12 @@ let package = Package(
         // bench/decoder.sh's harness: the decoder alone, stdin to stdout. Not shipped.
         .executableTarget(name: "lava-bzip2-decode", dependencies: ["LavaBzip2", "LavaSystem"], path: "bench/bzip2-decode"),
 
+        // The block decoder's libFuzzer target, differential against libbz2 (scripts/fuzz-bzip2.sh
+        // builds it with -DFUZZING and the sanitizers; a plain build replays the files it is given).
+        .systemLibrary(name: "CLibFuzzer", path: "Tests/Fuzz/CLibFuzzer"),
+        .executableTarget(name: "lava-bzip2-fuzz", dependencies: ["LavaBzip2Block", "CBzip2", "CLibFuzzer"],
+                          path: "Tests/Fuzz/lava-bzip2-fuzz"),
+
         // What every test target shares: peers, temporary directories, bounded waits, commands run
         // through the Reaper, peak memory measured in a child.
         .target(name: "LavaTestSupport", dependencies: ["CShim", "LavaSystem"], path: "Tests/LavaTestSupport"),
@@ -92,6 +100,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["Peers"]),
         .testTarget(name: "LavaBzip2Tests", dependencies: ["LavaTestSupport", "LavaBzip2", "LavaSystem", "CBzip2"]),
+        .testTarget(name: "LavaBzip2BlockTests", dependencies: ["LavaTestSupport", "LavaBzip2Block", "LavaSystem", "CBzip2"]),
         .testTarget(name: "LavaControlTests", dependencies: ["LavaTestSupport", "LavaControl", "LavaSupervisor", "LavaSystem", "LavaJSON"]),
         .testTarget(name: "LavaHTTPTests", dependencies: ["LavaTestSupport", "LavaHTTP", "LavaSystem"], exclude: ["Peers"]),
         .testTarget(name: "LavaSigV4Tests", dependencies: ["LavaSigV4", "LavaCrypto"], exclude: ["Vectors"]),

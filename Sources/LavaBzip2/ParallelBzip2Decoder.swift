@@ -9,7 +9,7 @@ import Glibc
 ///
 /// A reader thread pulls the compressed input and cuts it at every block magic (found at any bit
 /// offset); each candidate becomes a standalone one-block stream that a pool of workers decodes
-/// with libbz2. A candidate's output reaches the caller only once libbz2 has verified its CRC, so
+/// with the Swift block decoder. A candidate's output reaches the caller only once the decoder has verified its CRC, so
 /// a magic that occurs by chance inside compressed data costs a retry (the candidate joined with
 /// the next one), never wrong bytes. Stream CRCs are checked against the trailers.
 ///

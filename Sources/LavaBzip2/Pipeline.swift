@@ -1,4 +1,5 @@
 import Dispatch
+import LavaBzip2Block
 import LavaSystem
 import Synchronization
 #if canImport(Glibc)
@@ -29,7 +30,7 @@ final class Item: @unchecked Sendable {  // the `let`s are immutable; every `var
     let bodyBits: Int
     let level: Int
     let streamIndex: Int
-    /// As stored after the block magic; trusted once libbz2 has verified the block against it.
+    /// As stored after the block magic; trusted once the decoder has verified the block against it.
     let blockCRC: UInt32
 
     var phase = Phase.queued
@@ -360,10 +361,10 @@ final class Pipeline: Sendable {
     }
 }
 
-/// One decoding thread: takes candidates in order and decodes them with libbz2.
+/// One decoding thread: takes candidates in order and decodes them with the Swift block decoder.
 final class Worker {
     let pipeline: Pipeline
-    let decoder = BlockDecoder()
+    let decoder = SwiftBlockDecoder()
     /// Wakes this worker (see `PipelineState.workerWaiters`).
     let signal = DispatchSemaphore(value: 0)
     private var discard: UnsafeMutableRawPointer?
@@ -384,7 +385,7 @@ final class Worker {
             pipeline.finish(item, chunks: [], failed: true)
             return
         }
-        // Hold the output until libbz2 has verified the whole block: a candidate cut at a chance
+        // Hold the output until the decoder has verified the whole block: a candidate cut at a chance
         // magic must never leak bytes.
         var held: [Chunk] = []
         while true {
