@@ -12,7 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
-        // C libraries, found with pkg-config (Debian ships no .pc for libbz2: linked by name).
+        // C libraries, found with pkg-config (Debian ships no .pc for libbz2, the tests' bzip2
+        // reference: linked by name).
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl",
                        providers: [.apt(["libcurl4-openssl-dev"]), .yum(["libcurl-devel"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Release build for Amazon Linux 2023 (SPEC §12): static Swift stdlib, stripped, libbz2 linked
-# statically, no CURL_* symbol versions, checked by check-binary.sh; tarball + SHA-256 and an RPM.
+# Release build for Amazon Linux 2023 (SPEC §12): static Swift stdlib, stripped, no libbz2 (the
+# product decodes bzip2 itself; AL2023 would name it libbz2.so.1, Debian libbz2.so.1.0), no
+# CURL_* symbol versions, checked by check-binary.sh; tarball + SHA-256 and an RPM.
 #   packaging/build-release.sh [--scratch-path DIR] [--out DIR]
 # DIR defaults: .build/release-static (its own, so a debug build beside it is left alone) and
 # packaging/out.
@@ -19,18 +20,13 @@ version="$(sed -n 's/.*static let version = "\(.*\)".*/\1/p' Sources/lava-boot/L
 arch="$(uname -m)"
 
 # What the release link looks in first. SwiftPM puts the -L of each C library's pkg-config file
-# before any -L given with -Xlinker, so copies of those .pc files name this directory first:
-# - libbz2.a alone, so `-lbz2` (CBzip2's module map) takes the archive: Debian's soname
-#   libbz2.so.1.0 is libbz2.so.1 on AL2023.
-# - a stub libcurl.so (soname libcurl.so.4, no version script) defining every function the real
-#   one exports: the binary binds to the same library at run time but asks for no CURL_OPENSSL_4,
-#   which AL2023's unversioned libcurl lacks.
+# before any -L given with -Xlinker, so copies of those .pc files name this directory first. It
+# holds a stub libcurl.so (soname libcurl.so.4, no version script) defining every function the
+# real one exports: the binary binds to the same library at run time but asks for no
+# CURL_OPENSSL_4, which AL2023's unversioned libcurl lacks.
 link="$scratch/release-link"
 rm -rf "$link" && mkdir -p "$link/pkgconfig"
 libdir="$(pkg-config --variable=libdir libcurl)"
-bz2="$(realpath "$(cc -print-file-name=libbz2.a)")"
-[ -f "$bz2" ] || { echo "error: no libbz2.a (Debian: libbz2-dev)" >&2; exit 1; }
-ln -s "$bz2" "$link/libbz2.a"
 nm -D --defined-only "$libdir/libcurl.so" | awk '$2 == "T" {sub(/@.*/, "", $3); print "void " $3 "(void) {}"}' \
   > "$link/curl-stub.c"
 cc -shared -fPIC -nostdlib -Wl,-soname,libcurl.so.4 -o "$link/libcurl.so" "$link/curl-stub.c"
