@@ -7,37 +7,51 @@ import Glibc
 
 /// A large object fetched as parallel ranged GETs, so the bzip2 decoders on every core are not
 /// held to one connection's rate: `connections` threads each fetch the next part not yet taken
-/// (`If-Match` pins every part to the ETag HEAD gave; each part resumes on its own), and `read`
-/// hands the parts out in order. At most `connections + 1` parts are held at once. The whole
-/// object's size, and its SHA-256 when S3 has one, are checked as it is read.
+/// (`If-Match` pins every part to the ETag HEAD gave; each part resumes on its own) into a slot of
+/// one buffer, and `read` hands the parts out in order. The slots are fixed, `connections + 2` of
+/// them, so memory is bounded whatever the allocator does. The whole object's size, and its
+/// SHA-256 when S3 has one, are checked as it is read.
 public final class S3ParallelObjectStream: ByteStream {
     private struct State {
         /// The next part a fetcher takes.
         var nextPart = 0
         /// The part `read` hands out next; parts before it are done with.
         var readingPart = 0
-        var fetched: [Int: [UInt8]] = [:]
+        /// Fetched parts: the slot each is in and its length.
+        var fetched: [Int: (slot: Int, count: Int)] = [:]
+        var freeSlots: [Int]
         var failure: LavaError?
         var closed = false
     }
 
+    /// The parts' memory, one slot per part in flight or waiting to be read.
+    private struct Slots: @unchecked Sendable {  // a slot has one user at a time, handed over under the monitor's lock
+        let base: UnsafeMutableRawPointer
+        let slotSize: Int
+        let count: Int
+
+        func slot(_ index: Int) -> UnsafeMutableRawBufferPointer {
+            UnsafeMutableRawBufferPointer(start: base + index * slotSize, count: slotSize)
+        }
+    }
+
     private let object: S3Object
     private let name: String
-    private let partSize: Int64
     private let partCount: Int
-    private let window: Int
-    private let monitor = Monitor(State())
+    private let slots: Slots
+    private let monitor: Monitor<State>
     private var threads: [pthread_t] = []
 
     // Reader state: used by `read` only.
-    private var current: [UInt8] = []
+    private var current: (slot: Int, count: Int)?
     private var offset = 0
     private var delivered: Int64 = 0
     private var hasher: SHA256?
     private var finished = false
 
-    /// Parts of 4 MiB, four connections: enough to keep 8 cores decoding from a distant region.
-    public static let defaultPartSize: Int64 = 4 << 20
+    /// Parts of 2 MiB, four connections: enough to keep 8 cores decoding from a distant region,
+    /// in 12 MiB.
+    public static let defaultPartSize: Int64 = 2 << 20
     public static let defaultConnections = 4
 
     /// - Parameter object: the object as HEAD described it; it must have an ETag.
@@ -45,18 +59,31 @@ public final class S3ParallelObjectStream: ByteStream {
                 connections: Int = defaultConnections, logger: Logger) throws(LavaError) {
         self.object = object
         name = "s3://\(bucket)/\(object.key)"
-        self.partSize = partSize
         partCount = Int((object.size + partSize - 1) / partSize)
-        window = connections + 1
+        let fetchers = max(min(connections, partCount), 1)
+        let slotCount = fetchers + 2
+        // Its own mapping: pages are touched only as parts fill them, and all go back at the end.
+        guard let base = mmap(nil, slotCount * Int(partSize), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              base != MAP_FAILED else {
+            throw .errno("mmap \(slotCount * Int(partSize)) bytes for \(name)")
+        }
+        slots = Slots(base: base, slotSize: Int(partSize), count: slotCount)
+        monitor = Monitor(State(freeSlots: Array(0..<slotCount)))
         hasher = object.checksumSHA256 == nil ? nil : SHA256()
         let etag = object.etag ?? ""
-        for number in 0..<max(min(connections, partCount), 1) {
-            let thread = try Threads.start(name: "s3-part-\(number)", joinable: true) { [monitor, partSize, partCount, window, object] in
-                S3ParallelObjectStream.fetchParts(monitor: monitor, window: window, partCount: partCount) { part throws(LavaError) in
+        for number in 0..<fetchers {
+            let thread = try Threads.start(name: "s3-part-\(number)", joinable: true) { [monitor, slots, partCount, object] in
+                S3ParallelObjectStream.fetchParts(monitor: monitor, partCount: partCount) { part, slot throws(LavaError) in
                     let start = Int64(part) * partSize
                     let range = start..<min(start + partSize, object.size)
                     let stream = try S3ObjectStream(s3: s3, bucket: bucket, key: object.key, part: range, etag: etag, logger: logger)
-                    return try stream.readAll(capacity: Int(range.upperBound - range.lowerBound))
+                    let buffer = slots.slot(slot)
+                    var filled = 0
+                    while true {
+                        let count = try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
+                        if count == 0 { return filled }
+                        filled += count
+                    }
                 }
             }
             threads.append(thread)
@@ -66,28 +93,29 @@ public final class S3ParallelObjectStream: ByteStream {
     deinit {
         monitor.withLock { $0.closed = true }
         for thread in threads { Threads.join(thread) }
+        munmap(slots.base, slots.count * slots.slotSize)
     }
 
-    /// One fetcher: takes parts in order while they fit in the window, until every part is taken
-    /// or the stream failed or closed.
-    private static func fetchParts(monitor: Monitor<State>, window: Int, partCount: Int,
-                                   fetch: (Int) throws(LavaError) -> [UInt8]) {
+    /// One fetcher: takes the next part and a free slot, until every part is taken or the stream
+    /// failed or closed. `fetch` fills the slot and returns the part's length.
+    private static func fetchParts(monitor: Monitor<State>, partCount: Int,
+                                   fetch: (_ part: Int, _ slot: Int) throws(LavaError) -> Int) {
         while true {
             monitor.wait(until: nil) { state in
-                state.closed || state.failure != nil || state.nextPart >= partCount || state.nextPart < state.readingPart + window
+                state.closed || state.failure != nil || state.nextPart >= partCount || !state.freeSlots.isEmpty
             }
-            // nil: nothing more to fetch; -1: another fetcher took the part this one woke for.
-            let taken: Int? = monitor.withLock { state in
+            // nil: nothing more to fetch; -1: another fetcher took the slot this one woke for.
+            let taken: (part: Int, slot: Int)? = monitor.withLock { state in
                 if state.closed || state.failure != nil || state.nextPart >= partCount { return nil }
-                guard state.nextPart < state.readingPart + window else { return -1 }
+                guard let slot = state.freeSlots.popLast() else { return (-1, -1) }
                 defer { state.nextPart += 1 }
-                return state.nextPart
+                return (state.nextPart, slot)
             }
-            guard let part = taken else { return }
+            guard let (part, slot) = taken else { return }
             if part < 0 { continue }
             do throws(LavaError) {
-                let bytes = try fetch(part)
-                monitor.withLock { $0.fetched[part] = bytes }
+                let count = try fetch(part, slot)
+                monitor.withLock { $0.fetched[part] = (slot, count) }
             } catch {
                 monitor.withLock { state in
                     if state.failure == nil { state.failure = error }
@@ -99,23 +127,26 @@ public final class S3ParallelObjectStream: ByteStream {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(LavaError) -> Int {
         if finished { return 0 }
-        while offset == current.count {
-            let part = monitor.withLock { $0.readingPart }
+        while current == nil || offset == current!.count {
+            let part: Int = monitor.withLock { state in
+                if let done = current { state.freeSlots.append(done.slot) }
+                return state.readingPart
+            }
+            current = nil
             if part == partCount { return try finish() }
             monitor.wait(until: nil) { $0.fetched[part] != nil || $0.failure != nil }
-            let (bytes, failure): ([UInt8]?, LavaError?) = monitor.withLock { state in
-                guard let bytes = state.fetched.removeValue(forKey: part) else { return (nil, state.failure) }
+            let (next, failure): ((slot: Int, count: Int)?, LavaError?) = monitor.withLock { state in
+                guard let next = state.fetched.removeValue(forKey: part) else { return (nil, state.failure) }
                 state.readingPart += 1
-                return (bytes, nil)
+                return (next, nil)
             }
-            guard let bytes else { throw failure! }
-            current = bytes
+            guard let next else { throw failure! }
+            current = next
             offset = 0
         }
-        let count = min(buffer.count, current.count - offset)
-        current.withUnsafeBytes { source in
-            buffer.baseAddress!.copyMemory(from: source.baseAddress! + offset, byteCount: count)
-        }
+        let (slot, available) = current!
+        let count = min(buffer.count, available - offset)
+        buffer.baseAddress!.copyMemory(from: slots.slot(slot).baseAddress! + offset, byteCount: count)
         hasher?.update(UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
         offset += count
         delivered += Int64(count)
@@ -134,30 +165,5 @@ public final class S3ParallelObjectStream: ByteStream {
             }
         }
         return 0
-    }
-}
-
-extension ByteStream {
-    /// The rest of the stream, which should be about `capacity` bytes.
-    func readAll(capacity: Int) throws(LavaError) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: capacity)
-        var filled = 0
-        while true {
-            if filled == bytes.count { bytes.append(contentsOf: [UInt8](repeating: 0, count: max(capacity / 4, 4096))) }
-            var failure: LavaError?
-            let count = bytes.withUnsafeMutableBytes { buffer in
-                do throws(LavaError) {
-                    return try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
-                } catch {
-                    failure = error
-                    return 0
-                }
-            }
-            if let failure { throw failure }
-            if count == 0 { break }
-            filled += count
-        }
-        bytes.removeLast(bytes.count - filled)
-        return bytes
     }
 }
