@@ -27,6 +27,47 @@ import Testing
 
     func mode(_ path: String) -> mode_t? { status(path).map { $0.st_mode & 0o7777 } }
 
+    /// A bundle of many bzip2 blocks, made by tar and lbzip2, installs to the same tree (names,
+    /// bytes, symlinks, mtimes) as `tar -xjf` extracts: the block decoder and the parallel pipeline
+    /// change no byte.
+    @Test func aManyBlockBundleInstallsTheSameTreeAsTar() throws {
+        let tree = fixture.directory.sub("tree")
+        var random = SystemRandomNumberGenerator()
+        for index in 0..<400 {
+            let text: String
+            switch index % 4 {
+            case 0: text = String((0..<Int.random(in: 100...20_000, using: &random)).map { _ in "abcdefgh \n".randomElement(using: &random)! })
+            case 1: text = String(repeating: "import lava.core as lava  # \(index)\n", count: 2_000)
+            case 2: text = String(repeating: "x", count: 250_000 + index)
+            default: text = "mod \(index)\n"
+            }
+            _ = fixture.directory.write("tree/lib/pkg\(index % 17)/mod\(index).py", text)
+        }
+        _ = fixture.directory.write("tree/bin/lava-worker", "#!/bin/sh\necho lava-worker\n", mode: 0o755)
+        symlink("pkg0/mod0.py", tree + "/lib/first.py")
+        let bundle = fixture.area + "/_dist_/pkg/amzn2023/\(name("8.2.0")).tar.bz2"
+        try Files.makeDirectories(Paths.parent(of: bundle))
+        let made = Command.run("/bin/sh", ["-c", "tar -C \"$1\" -cf - . | lbzip2 -9 -n 2 > \"$2\"", "sh", tree, bundle])
+        try #require(made.exitCode == 0, "\(made.stderr)")
+        let reference = fixture.directory.sub("reference")
+        try Files.makeDirectories(reference)
+        try #require(Command.run("/bin/tar", ["-C", reference, "-xjf", bundle]).exitCode == 0)
+        pin(nil)
+        let result = install()
+        try #require(result.exitCode == 0, "\(result.stderr)")
+
+        let release = "\(releases)/\(name("8.2.0"))"
+        func describe(_ root: String) -> [String] {
+            let found = Command.run("/bin/sh", ["-c", "cd \"$1\" && find . -path ./.boot -prune -o -printf '%y %p %T@ %l %s\\n' | sort", "sh", root])
+            return found.stdout.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("d . ") }
+        }
+        let installed = describe(release), expected = describe(reference)
+        #expect(installed.count > 400)
+        #expect(installed == expected, "trees differ: \(Set(installed).symmetricDifference(expected).sorted().prefix(10))")
+        let compare = Command.run("/usr/bin/diff", ["-r", "--no-dereference", "-x", ".boot", release, reference])
+        #expect(compare.exitCode == 0, "\(compare.stdout.prefix(2000))")
+    }
+
     @Test func goodInstallHasTheExactLayoutLinksAndModes() throws {
         fixture.bundle(name("8.2.0") + ".tar.bz2", TestBundle.lava(version: "8.2.0"))
         pin(nil)
