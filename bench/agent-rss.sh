@@ -24,15 +24,6 @@ sleep 3
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 a=(); b=()
 for _ in $(seq "$seconds"); do a+=("$(rss $agent)"); b+=("$(rss $boto)"); sleep 1; done
-threads() { ls "/proc/$agent/task" | wc -l; }
-fds() { ls "/proc/$agent/fd" | wc -l; }
-t0=$(threads); f0=$(fds); r0=$(rss $agent)
-for i in $(seq 20); do
-  # A different daemon each time, so each one's backoff stays short.
-  pid=$(pgrep -P "$agent" | sort -n | sed -n "$(( i % 4 + 1 ))p"); kill -9 "$pid"; sleep 0.3
-  for _ in $(seq 100); do [ "$(pgrep -P "$agent" | wc -l)" -ge 4 ] && break; sleep 0.2; done
-done
-sleep 2
 # Where the agent's resident memory is: its own binary, private memory, each shared library.
 breakdown() {
   python3 - "$1" <<'PY'
@@ -53,8 +44,20 @@ for name, kib in rss.most_common(12):
     print(f"    {kib:6d} kB  {name}")
 PY
 }
-echo "agent mappings (after the start-up pages were released):"
-breakdown "$agent"
+steady="$(breakdown "$agent")"
+threads() { ls "/proc/$agent/task" | wc -l; }
+fds() { ls "/proc/$agent/fd" | wc -l; }
+t0=$(threads); f0=$(fds); r0=$(rss $agent)
+for i in $(seq 20); do
+  # A different daemon each time, so each one's backoff stays short.
+  pid=$(pgrep -P "$agent" | sort -n | sed -n "$(( i % 4 + 1 ))p"); kill -9 "$pid"; sleep 0.3
+  for _ in $(seq 100); do [ "$(pgrep -P "$agent" | wc -l)" -ge 4 ] && break; sleep 0.2; done
+done
+sleep 2
+echo "agent mappings, supervising 4 daemons (start-up pages released):"
+echo "$steady"
+echo "agent mappings after 20 restarts:"
+breakdown "$agent" | head -3
 echo "python3 + boto3 client mappings:"
 breakdown "$boto" | head -4
 echo "over ${seconds}s, medians (max):"
