@@ -233,8 +233,9 @@ public final class Agent: Sendable {
                                         workingDirectory: home, identity: account?.identity))
             }
         }
+        // A restart runs code steady supervision does not: its pages go again once it is done.
         let supervisor = try Supervisor(specs: specs, logger: logger.with(component: "supervisor"), backoff: settings.restartBackoff,
-                                        records: settings.records)
+                                        records: settings.records) { ResidentPages.releaseExecutableStartupPages() }
         supervisorBox.set(supervisor)
         supervisor.start()
         let released = ResidentPages.releaseExecutableStartupPages()

@@ -120,13 +120,16 @@ public final class Supervisor: Sendable {
     private let backoff: RestartBackoff
     private let loop: EventLoop
     private let records: DaemonRecords?
+    private let afterRestart: (@Sendable () -> Void)?
     static let groupKillGrace = 10.0
 
+    /// - Parameter afterRestart: called on the event loop once a daemon's successor started.
     public init(specs: [DaemonSpec], logger: Logger, backoff: RestartBackoff = RestartBackoff(),
-                records: DaemonRecords? = nil) throws(LavaError) {
+                records: DaemonRecords? = nil, afterRestart: (@Sendable () -> Void)? = nil) throws(LavaError) {
         self.logger = logger
         self.backoff = backoff
         self.records = records
+        self.afterRestart = afterRestart
         loop = try EventLoop()
         state = Mutex(State(daemons: specs.map { Daemon(spec: $0, nextDelay: backoff.initial) }))
     }
@@ -307,6 +310,7 @@ public final class Supervisor: Sendable {
             return
         }
         launch(index)
+        afterRestart?()
     }
 
     /// Stops every daemon: `signal` first (workers finish in-flight jobs), SIGTERM at
