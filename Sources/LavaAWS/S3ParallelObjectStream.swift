@@ -8,8 +8,8 @@ import Glibc
 /// A large object fetched as parallel ranged GETs, so the bzip2 decoders on every core are not
 /// held to one connection's rate: `connections` threads each fetch the next part not yet taken
 /// (`If-Match` pins every part to the ETag HEAD gave; each part resumes on its own) into a slot of
-/// one buffer, and `read` hands the parts out in order. The slots are fixed, `connections + 2` of
-/// them, so memory is bounded whatever the allocator does. The whole object's size, and its
+/// one buffer, and `read` hands the parts out in order. The slots are fixed, `connections + 1` of
+/// them (one being read, the others filling), so memory is bounded whatever the allocator does. The whole object's size, and its
 /// SHA-256 when S3 has one, are checked as it is read.
 public final class S3ParallelObjectStream: ByteStream {
     private struct State {
@@ -49,10 +49,10 @@ public final class S3ParallelObjectStream: ByteStream {
     private var hasher: SHA256?
     private var finished = false
 
-    /// Parts of 2 MiB, four connections: enough to keep 8 cores decoding from a distant region,
-    /// in 12 MiB.
+    /// Parts of 2 MiB, three connections: enough to keep 8 cores decoding from a distant region,
+    /// in 8 MiB.
     public static let defaultPartSize: Int64 = 2 << 20
-    public static let defaultConnections = 4
+    public static let defaultConnections = 3
 
     /// - Parameter object: the object as HEAD described it; it must have an ETag.
     public init(s3: S3Client, bucket: String, object: S3Object, partSize: Int64 = defaultPartSize,
@@ -61,7 +61,7 @@ public final class S3ParallelObjectStream: ByteStream {
         name = "s3://\(bucket)/\(object.key)"
         partCount = Int((object.size + partSize - 1) / partSize)
         let fetchers = max(min(connections, partCount), 1)
-        let slotCount = fetchers + 2
+        let slotCount = fetchers + 1
         // Its own mapping: pages are touched only as parts fill them, and all go back at the end.
         guard let base = mmap(nil, slotCount * Int(partSize), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
               base != MAP_FAILED else {

@@ -48,7 +48,7 @@ public final class ParallelBzip2Decoder: ByteStream {
     ///   - maxBufferedBytes: decoded output buffered ahead of the caller, at most.
     ///   - onCompressedBytes: called from `read` (on the caller's thread) with the compressed bytes
     ///     read since the last call, for progress.
-    public convenience init(source: any ByteStream, threads: Int? = nil, maxBufferedBytes: Int = 16 << 20,
+    public convenience init(source: any ByteStream, threads: Int? = nil, maxBufferedBytes: Int = 12 << 20,
                             onCompressedBytes: ((Int) -> Void)? = nil) {
         self.init(source: source, threads: threads, maxBufferedBytes: maxBufferedBytes,
                   onCompressedBytes: onCompressedBytes, falseCuts: [])
