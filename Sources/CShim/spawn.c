@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <malloc.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <syslog.h>
 #include <sys/resource.h>
@@ -160,4 +162,14 @@ void lava_set_close_range_refused(int refused) {
 
 int lava_become_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+}
+
+int lava_affinity_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    return CPU_COUNT(&set);
+}
+
+int lava_malloc_trim(void) {
+    return malloc_trim(0);
 }

@@ -233,13 +233,21 @@ public final class Agent: Sendable {
                                         workingDirectory: home, identity: account?.identity))
             }
         }
-        // A restart runs code steady supervision does not: its pages go again once it is done.
+        // Restarts run code steady supervision does not: its pages go again once they settle.
         let supervisor = try Supervisor(specs: specs, logger: logger.with(component: "supervisor"), backoff: settings.restartBackoff,
-                                        records: settings.records) { ResidentPages.releaseExecutableStartupPages() }
+                                        records: settings.records) { Agent.releaseIdleMemory() }
         supervisorBox.set(supervisor)
         supervisor.start()
-        let released = ResidentPages.releaseExecutableStartupPages()
+        let released = Agent.releaseIdleMemory()
         logger.debug("released \(released >> 10) KiB of start-up code from the resident set")
+    }
+
+    /// The agent supervises for the life of the instance: what start-up and restarts touched
+    /// and freed leaves the resident set (it faults back in if it ever runs again).
+    @discardableResult
+    static func releaseIdleMemory() -> Int {
+        ResidentPages.releaseFreeHeapPages()
+        return ResidentPages.releaseStartupPages()
     }
 
     /// One entry per name: a realm `env` key replaces the base value of that name (logged).

@@ -37,10 +37,19 @@ public final class ParallelBzip2Decoder: ByteStream {
     private var outcome: LavaError?
     private var finished = false
 
-    /// Decoding threads when `threads` is nil: one per online CPU, at least 2, at most 8.
+    /// Decoding threads when `threads` is nil: one per CPU this process may run on, at least 2,
+    /// at most `maximumDefaultThreads`. `LAVA_BOOT_DECODE_THREADS` overrides it (tests and
+    /// benchmarks).
     public static var defaultThreads: Int {
-        min(max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 2), 8)
+        if let text = getenv("LAVA_BOOT_DECODE_THREADS").map({ String(cString: $0) }), let value = Int(text), value > 0 {
+            return min(value, 64)
+        }
+        return min(max(CPUs.available, 2), maximumDefaultThreads)
     }
+
+    /// Each thread holds ~8 MB of tables: the cap keeps an install under its memory bar on any
+    /// machine, and four of these threads decode faster than lbzip2 on eight cores.
+    public static let maximumDefaultThreads = 4
 
     /// - Parameters:
     ///   - source: the compressed input, read on the decoder's reader thread only.
@@ -48,7 +57,7 @@ public final class ParallelBzip2Decoder: ByteStream {
     ///   - maxBufferedBytes: decoded output buffered ahead of the caller, at most.
     ///   - onCompressedBytes: called from `read` (on the caller's thread) with the compressed bytes
     ///     read since the last call, for progress.
-    public convenience init(source: any ByteStream, threads: Int? = nil, maxBufferedBytes: Int = 12 << 20,
+    public convenience init(source: any ByteStream, threads: Int? = nil, maxBufferedBytes: Int = 6 << 20,
                             onCompressedBytes: ((Int) -> Void)? = nil) {
         self.init(source: source, threads: threads, maxBufferedBytes: maxBufferedBytes,
                   onCompressedBytes: onCompressedBytes, falseCuts: [])

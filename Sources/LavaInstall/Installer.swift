@@ -118,6 +118,8 @@ public struct Installer: Sendable {
 
     private func extract(_ selected: SelectedPackage, into directory: borrowing Directory) throws(LavaError) -> ExtractionSummary {
         let stream = try area.open(selected.object.key)
+        // The install peaks while extracting; the code that parsed, planned and listed is done.
+        ResidentPages.releaseStartupPages()
         let progress = ProgressReporter(logger: logger, label: "extracting \(selected.name.fileName)", total: selected.object.size)
         let clock = CPUClocks()
         let reader = try ArchiveReader(stream: stream, displayName: area.displayName(selected.object.key)) { progress.add($0) }

@@ -113,6 +113,8 @@ public final class Supervisor: Sendable {
         var stopping = false
         /// Process groups of daemons that started and may still have members.
         var groups: [DaemonGroup] = []
+        /// Bumped on every restart: `afterRestarts` runs only for the latest.
+        var restartTicket = 0
     }
 
     private let state: Mutex<State>
@@ -120,16 +122,20 @@ public final class Supervisor: Sendable {
     private let backoff: RestartBackoff
     private let loop: EventLoop
     private let records: DaemonRecords?
-    private let afterRestart: (@Sendable () -> Void)?
+    private let afterRestarts: (@Sendable () -> Void)?
     static let groupKillGrace = 10.0
+    /// Quiet time after a restart before `afterRestarts` runs: the exits, group waits and log
+    /// lines around a burst of restarts are over by then.
+    static let restartsSettle = 5.0
 
-    /// - Parameter afterRestart: called on the event loop once a daemon's successor started.
+    /// - Parameter afterRestarts: called on the event loop once no daemon has restarted for
+    ///   `restartsSettle` seconds.
     public init(specs: [DaemonSpec], logger: Logger, backoff: RestartBackoff = RestartBackoff(),
-                records: DaemonRecords? = nil, afterRestart: (@Sendable () -> Void)? = nil) throws(LavaError) {
+                records: DaemonRecords? = nil, afterRestarts: (@Sendable () -> Void)? = nil) throws(LavaError) {
         self.logger = logger
         self.backoff = backoff
         self.records = records
-        self.afterRestart = afterRestart
+        self.afterRestarts = afterRestarts
         loop = try EventLoop()
         state = Mutex(State(daemons: specs.map { Daemon(spec: $0, nextDelay: backoff.initial) }))
     }
@@ -310,7 +316,14 @@ public final class Supervisor: Sendable {
             return
         }
         launch(index)
-        afterRestart?()
+        guard let afterRestarts else { return }
+        let ticket = state.withLock { state in
+            state.restartTicket += 1
+            return state.restartTicket
+        }
+        loop.schedule(after: Supervisor.restartsSettle) { [self] in
+            if state.withLock({ $0.restartTicket == ticket && !$0.stopping }) { afterRestarts() }
+        }
     }
 
     /// Stops every daemon: `signal` first (workers finish in-flight jobs), SIGTERM at

@@ -11,6 +11,15 @@ struct ParallelBzip2DecoderTests {
     static let mixed20MB = Fixtures.mixed(count: 20_000_000, seed: 20)
     static let mixed3MB = Fixtures.mixed(count: 3_000_000, seed: 3)
 
+    /// However many cores, an install decodes on at most as many threads as its memory test
+    /// measures (AWSInstallTests.anS3InstallStaysInBoundedMemory sets 4).
+    @Test func defaultThreadsAreBoundedForMemory() {
+        #expect(ParallelBzip2Decoder.maximumDefaultThreads == 4)
+        if getenv("LAVA_BOOT_DECODE_THREADS") == nil {
+            #expect((2...ParallelBzip2Decoder.maximumDefaultThreads).contains(ParallelBzip2Decoder.defaultThreads))
+        }
+    }
+
     // MARK: Equal to bzip2 -dc
 
     @Test func emptyStream() throws {

@@ -42,6 +42,12 @@ int lava_open_unnamed_file(const char *directory);
 /// children, so its reaper collects them (whatever init does) and nothing turns zombie.
 int lava_become_subreaper(void);
 
+/// malloc_trim(0): glibc's malloc.h is not part of Swift's Glibc module.
+int lava_malloc_trim(void);
+
+/// CPUs in this process's affinity mask (taskset, cpusets); 0 when it cannot be read.
+int lava_affinity_cpus(void);
+
 /// For tests: behave as if the kernel refused close_range, so the fallback runs.
 void lava_set_close_range_refused(int refused);
 

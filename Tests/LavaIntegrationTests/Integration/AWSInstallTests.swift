@@ -116,9 +116,12 @@ import Testing
     }
 
     /// The whole streamed path (HTTP body, bzip2, tar, disk) in bounded memory, measured in the
-    /// install's own process.
+    /// install's own process, with as many decoding threads as an install uses on any machine.
     @Test func anS3InstallStaysInBoundedMemory() throws {
         try upload("8.2.0", padding: 20_000_000)
+        var environment = self.environment
+        // ParallelBzip2Decoder.maximumDefaultThreads (LavaBzip2Tests holds it to this number).
+        environment["LAVA_BOOT_DECODE_THREADS"] = "4"
         let measured = PeakMemory.run(LavaBootBinary.path, ["install", "s3://\(bucket)/prod", "prod", "core", "--root", fixture.root,
                                                             "--level", "error"], environment: environment)
         #expect(measured.exitCode == 0)
