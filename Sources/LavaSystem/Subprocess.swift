@@ -118,8 +118,9 @@ public enum Subprocess {
 
     /// Runs a child until it exits, handing its output (stdout and stderr) to `onLine` line by
     /// line. The child is done when its own process exits: output of anything it left running
-    /// is read for at most `lingering` seconds more, never waited for. At the timeout, or once
-    /// `cancel` becomes readable, its process group gets SIGTERM, then SIGKILL `killAfter` later.
+    /// is read for at most `lingering` seconds more, never waited for, then drained unread (see
+    /// `Leftovers`). At the timeout, or once `cancel` becomes readable, its process group gets
+    /// SIGTERM, then SIGKILL `killAfter` later.
     public static func run(_ request: SpawnRequest, timeout: Timeout? = nil, cancel: Int32? = nil, lingering: Double = 1,
                            onLine: (String) -> Void) throws(LavaError) -> Result {
         let child = try ChildProcess(request, separateStandardError: false)
@@ -196,7 +197,8 @@ private final class ChildProcess {
     }
 
     deinit {
-        outputs.forEach { close($0) }
+        // An output not at its end is held by something the child left running: drained, not closed.
+        for fd in outputs where fd >= 0 { Leftovers.shared.drain(fd) }
         close(exitPipe.read)
         close(exitPipe.write)
     }
@@ -282,6 +284,9 @@ private final class ChildProcess {
                     stillOpen.append(index)
                 } else if n < 0 && (errno == EINTR || errno == EAGAIN) {
                     stillOpen.append(index)
+                } else {
+                    close(outputs[index])
+                    outputs[index] = -1
                 }
             }
             open = stillOpen

@@ -138,6 +138,46 @@ import Testing
         kill(child, SIGKILL)
     }
 
+    static func lineCount(_ path: String) -> Int { (((try? Files.readText(path)) ?? nil) ?? "").split(separator: "\n").count }
+
+    /// Descriptors of `pid` that are `link` (`pipe:[N]`).
+    static func descriptors(of pid: pid_t, linkingTo link: String) -> [String] {
+        (((try? Files.list("/proc/\(pid)/fd")) ?? nil) ?? []).filter { name in
+            var target = [CChar](repeating: 0, count: 256)
+            let n = readlink("/proc/\(pid)/fd/\(name)", &target, target.count - 1)
+            return n > 0 && String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == link
+        }
+    }
+
+    /// Past the 1 s the boot reads it for, a background child's output is drained: its next
+    /// write does not kill it (SIGPIPE), and the agent closes the pipe once the child is gone.
+    @Test func aScriptletsBackgroundChildKeepsWritingAfterTheBootStopsReadingIt() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records)
+        let pidFile = fixture.directory.sub("background.pid"), ticks = fixture.directory.sub("ticks")
+        fixture.scriptlet("10-agent.sh", "(while true; do echo tick; echo tick >> \(ticks); sleep 0.2; done) &\necho $! > \(pidFile)\nexit 0\n")
+        let agent = try boot()
+        #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 1 }, "the boot goes on: \(agent.log)")
+        #expect(agent.log.contains("10-agent.sh finished"), "\(agent.log)")
+        let child = Int32(((try? Files.readText(pidFile)) ?? nil)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        try #require(child > 0)
+        let group = getpgid(child)
+        defer { if group > 0 { kill(-group, SIGKILL) } }
+        // Each tick is written to the pipe first: two more, and one went there after the boot moved on.
+        let seen = FaultTests.lineCount(ticks)
+        #expect(waitUntil(timeout: 30) { FaultTests.lineCount(ticks) >= seen + 2 }, "the background child keeps writing")
+        #expect(FaultTests.alive(child), "the scriptlet's background child keeps running")
+        var pipe = [CChar](repeating: 0, count: 256)
+        let n = readlink("/proc/\(child)/fd/1", &pipe, pipe.count - 1)
+        try #require(n > 0)
+        let link = String(decoding: pipe[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        kill(-group, SIGKILL)
+        #expect(waitUntil(timeout: 30) { FaultTests.descriptors(of: agent.pid, linkingTo: link).isEmpty },
+                "the agent closes the pipe once its writer is gone")
+        #expect(agent.stop() == .exited(0), "\(agent.log)")
+    }
+
     @Test func sigtermDuringALongScriptletStopsTheBoot() throws {
         fixture.workerBundle("8.2.0")
         let records = fixture.recordDirectory()

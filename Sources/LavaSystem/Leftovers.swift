@@ -1,0 +1,72 @@
+import CShim
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a finished child leaves behind: output pipes that something it started in the
+/// background still writes to. One thread looks after all of them, so nobody waits for them.
+/// A pipe is read (its bytes discarded) until its end and only then closed: closed under a
+/// live writer, it would kill that writer (SIGPIPE).
+public final class Leftovers: Sendable {
+    public static let shared = Leftovers()
+
+    private struct State {
+        var outputs: [Int32] = []
+        /// The thread's wake-up pipe, made with the thread on first use.
+        var wake: (read: Int32, write: Int32)? = nil
+    }
+
+    private let state = Monitor(State())
+
+    private init() {}
+
+    /// Takes `fd`, the read end of a child's output: drained until its end, then closed.
+    public func drain(_ fd: Int32) {
+        add { $0.outputs.append(fd) }
+    }
+
+    private func add(_ change: (inout State) -> Void) {
+        let wake = state.withLock { state in
+            change(&state)
+            if state.wake == nil { state.wake = start() }
+            return state.wake!
+        }
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)
+    }
+
+    private func start() -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [0, 0]
+        do throws(LavaError) {
+            if lava_pipe_cloexec(&fds) != 0 { throw LavaError.errno("pipe2") }
+            for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+            let wake = fds[0]
+            try Threads.start(name: "lava-leftovers") { [self] in self.run(wake: wake) }
+        } catch {
+            // Like the Reaper's thread: without it, no child could be left safely.
+            preconditionFailure(error.message)
+        }
+        return (fds[0], fds[1])
+    }
+
+    private func run(wake: Int32) -> Never {
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let outputs = state.withLock { $0.outputs }
+            var pollFDs = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+            pollFDs += outputs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&pollFDs, nfds_t(pollFDs.count), -1) > 0 else { continue }
+            if pollFDs[0].revents != 0 { while read(wake, &buffer, buffer.count) > 0 {} }
+            var ended = [Int32]()
+            for entry in pollFDs.dropFirst() where entry.revents != 0 {
+                let n = read(entry.fd, &buffer, buffer.count)
+                if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) { ended.append(entry.fd) }
+            }
+            if !ended.isEmpty {
+                // Off the list before it is closed: a number closed may come back for a new pipe.
+                state.withLock { $0.outputs.removeAll { ended.contains($0) } }
+                ended.forEach { close($0) }
+            }
+        }
+    }
+}
