@@ -120,7 +120,7 @@ public enum Subprocess {
     /// line. The child is done when its own process exits: output of anything it left running
     /// is read for at most `lingering` seconds more, never waited for, then drained unread (see
     /// `Leftovers`). At the timeout, or once `cancel` becomes readable, its process group gets
-    /// SIGTERM, then SIGKILL `killAfter` later.
+    /// SIGTERM, then SIGKILL `killAfter` later, even when the child itself is gone by then.
     public static func run(_ request: SpawnRequest, timeout: Timeout? = nil, cancel: Int32? = nil, lingering: Double = 1,
                            onLine: (String) -> Void) throws(LavaError) -> Result {
         let child = try ChildProcess(request, separateStandardError: false)
@@ -206,7 +206,8 @@ private final class ChildProcess {
     /// Reads the outputs, passing chunks with the output's index, until the child has exited
     /// and its outputs are at their end, or `lingering` seconds after its exit (nil: read to
     /// the end). Stops the group at the timeout or the cancel, and gives up on the outputs 2 s
-    /// after a SIGKILL. Returns once the child is reaped.
+    /// after a SIGKILL. Returns once the child is reaped; a group SIGKILL not yet due then is
+    /// left to `Leftovers`, so what ignores the SIGTERM still ends at its time.
     func pump(timeout: Subprocess.Timeout?, cancel: Int32?, lingering: Double?,
               onBytes: (Int, ArraySlice<UInt8>) -> Void) throws(LavaError) -> Subprocess.Result {
         let start = Clock.monotonicSeconds()
@@ -291,6 +292,7 @@ private final class ChildProcess {
             }
             open = stillOpen
         }
+        if let killAt { Leftovers.shared.kill(group: pid, at: killAt) }
         return Subprocess.Result(status: status.value!, timedOut: timedOut, cancelled: cancelled)
     }
 }

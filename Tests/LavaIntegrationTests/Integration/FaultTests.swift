@@ -132,10 +132,14 @@ import Testing
         #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 1 }, "the boot goes on: \(agent.log)")
         #expect(agent.log.contains("10-agent.sh finished"), "\(agent.log)")
         #expect(!agent.log.contains("timed out"))
-        let child = Int32(((try? Files.readText(pidFile)) ?? nil)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        let child = FaultTests.pid(in: pidFile)
         #expect(child > 0 && FaultTests.alive(child), "the scriptlet's background child keeps running")
         #expect(agent.stop() == .exited(0))
         kill(child, SIGKILL)
+    }
+
+    static func pid(in path: String) -> pid_t {
+        Int32(((try? Files.readText(path)) ?? nil)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
     }
 
     static func lineCount(_ path: String) -> Int { (((try? Files.readText(path)) ?? nil) ?? "").split(separator: "\n").count }
@@ -160,7 +164,7 @@ import Testing
         let agent = try boot()
         #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 1 }, "the boot goes on: \(agent.log)")
         #expect(agent.log.contains("10-agent.sh finished"), "\(agent.log)")
-        let child = Int32(((try? Files.readText(pidFile)) ?? nil)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        let child = FaultTests.pid(in: pidFile)
         try #require(child > 0)
         let group = getpgid(child)
         defer { if group > 0 { kill(-group, SIGKILL) } }
@@ -175,6 +179,25 @@ import Testing
         kill(-group, SIGKILL)
         #expect(waitUntil(timeout: 30) { FaultTests.descriptors(of: agent.pid, linkingTo: link).isEmpty },
                 "the agent closes the pipe once its writer is gone")
+        #expect(agent.stop() == .exited(0), "\(agent.log)")
+    }
+
+    /// A scriptlet's group gets SIGKILL 10 s after the timeout's SIGTERM, even once the
+    /// scriptlet itself has exited: a child that ignores SIGTERM does not outlive it.
+    @Test func aScriptletsChildIgnoringSIGTERMIsKilledAfterTheTimeout() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records)
+        let pidFile = fixture.directory.sub("stubborn.pid")
+        fixture.scriptlet("10-slow.sh", "(trap '' TERM; while true; do sleep 0.2; done) &\necho $! > \(pidFile)\nsleep 600\n")
+        let agent = try boot(["--script-timeout", "1s"])
+        #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 1 }, "the boot goes on: \(agent.log)")
+        #expect(agent.log.contains("10-slow.sh timed out"), "\(agent.log)")
+        let child = FaultTests.pid(in: pidFile)
+        try #require(child > 0)
+        let group = getpgid(child)
+        defer { if group > 0 { kill(-group, SIGKILL) } }
+        #expect(waitUntil(timeout: 60) { !FaultTests.alive(child) }, "the child that ignores SIGTERM is killed: \(agent.log)")
         #expect(agent.stop() == .exited(0), "\(agent.log)")
     }
 
@@ -193,6 +216,25 @@ import Testing
         #expect(!Files.exists(fixture.directory.sub("later.ran")), "no later scriptlet runs")
         #expect(WorkerRecord.all(in: records).isEmpty, "nothing installed or started after the stop")
         #expect(agent.log.contains("10-long.sh stopped"), "\(agent.log)")
+    }
+
+    /// The agent stopped during a scriptlet leaves no member of its group running: one that
+    /// ignores SIGTERM gets the SIGKILL 10 s later, before the agent exits.
+    @Test func aStopDuringAScriptletKillsWhatIgnoresSIGTERMBeforeTheAgentExits() throws {
+        fixture.workerBundle("8.2.0")
+        realm(records: fixture.recordDirectory())
+        let pidFile = fixture.directory.sub("stubborn.pid")
+        fixture.scriptlet("10-long.sh", "(trap '' TERM; while true; do sleep 0.2; done) &\necho $! > \(pidFile)\nsleep 600\n")
+        let agent = try boot()
+        #expect(waitUntil(timeout: 30) { FaultTests.pid(in: pidFile) > 0 }, "\(agent.log)")
+        let child = FaultTests.pid(in: pidFile)
+        try #require(child > 0)
+        let group = getpgid(child)
+        defer { if group > 0 { kill(-group, SIGKILL) } }
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(waitUntil(timeout: 30) { !FaultTests.alive(child) }, "the child that ignores SIGTERM is gone with the agent")
     }
 
     @Test func realmEnvReplacesBaseVariablesOfTheSameName() throws {
