@@ -82,7 +82,13 @@ public final class Leftovers: Sendable {
             let wait = pending.map { min(0.2, $0.at - now) }.min().map { Int32(max(0, $0) * 1000 + 1) } ?? -1
             var pollFDs = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
             pollFDs += outputs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            guard poll(&pollFDs, nfds_t(pollFDs.count), wait) > 0 else { continue }
+            let ready = poll(&pollFDs, nfds_t(pollFDs.count), wait)
+            if ready < 0 && errno != EINTR {
+                // A persistent failure (ENOMEM) must not turn this thread into a busy loop.
+                Clock.sleep(seconds: 0.1)
+                continue
+            }
+            if ready <= 0 { continue }
             if pollFDs[0].revents != 0 { while read(wake, &buffer, buffer.count) > 0 {} }
             var ended = [Int32]()
             for entry in pollFDs.dropFirst() where entry.revents != 0 {
