@@ -60,7 +60,7 @@ struct BootCommand: ParsableCommand {
     @Option(name: .customLong("skip-script"), help: "Scriptlet glob lava-boot takes the slot of (repeatable).")
     var skipScripts: [String] = ["50-lava.sh"]
 
-    @Option(name: .customLong("script-timeout"), help: "Longest a scriptlet may run (Ns, Nm, Nh; at most 720h).",
+    @Option(name: .customLong("script-timeout"), help: "Longest a scriptlet may run (Ns, Nm, Nh; default 30m, at most 720h).",
             transform: { try DurationArgument($0) })
     var scriptTimeout = DurationArgument(seconds: 30 * 60)
 
@@ -72,7 +72,7 @@ struct BootCommand: ParsableCommand {
             transform: { try DurationArgument($0, positive: true) })
     var heartbeatInterval: DurationArgument?
 
-    @Option(name: .customLong("ready-after"), help: "How long every daemon must stay up before the launch lifecycle action is completed (0s: once all started).",
+    @Option(name: .customLong("ready-after"), help: "How long every daemon must stay up before the launch lifecycle action is completed (default 30s; 0s: once all started).",
             transform: { try DurationArgument($0) })
     var readyAfter = DurationArgument(seconds: 30)
 
