@@ -85,7 +85,7 @@ public final class Agent: Sendable {
                 if !warmUp { try waitUntilReady() }
                 // A termination meanwhile leaves the launch to the group: the drain comes first.
                 if trigger.current == nil {
-                    launch.complete("CONTINUE", because: warmUp ? "warm-up done" : "every daemon stayed up for \(Int(settings.readyAfter)) s")
+                    launch.complete("CONTINUE", because: warmUp ? "warm-up done" : "every daemon stayed up for \(Int(saturating: settings.readyAfter)) s")
                 } else {
                     launch.stopHeartbeats()
                 }
@@ -99,7 +99,7 @@ public final class Agent: Sendable {
                 try startDaemons(prepared)
                 try waitUntilReady()
                 if trigger.current == nil {
-                    launch?.complete("CONTINUE", because: "every daemon stayed up for \(Int(settings.readyAfter)) s")
+                    launch?.complete("CONTINUE", because: "every daemon stayed up for \(Int(saturating: settings.readyAfter)) s")
                 } else {
                     launch?.stopHeartbeats()
                 }
@@ -286,7 +286,7 @@ public final class Agent: Sendable {
         let wallDeadline = Clock.wallSeconds() + (deadline - Clock.monotonicSeconds())
         lifecycle?.update { $0.drain = DrainStatus(trigger: reason.source, deadline: wallDeadline) }
         let target = action.map { "lifecycle action of group \($0.group), hook \($0.hook), instance \($0.instanceID)" } ?? "no lifecycle action"
-        logger.info("draining (\(reason.source)): done within \(Int(max(0, deadline - Clock.monotonicSeconds()))) s; \(target)")
+        logger.info("draining (\(reason.source)): done within \(Int(saturating: max(0, deadline - Clock.monotonicSeconds()))) s; \(target)")
         DispatchDirectory.markNoDispatch(root: settings.root)
         let killGrace = 10.0
         // Time kept back for the completion, at most 12 s (SPEC §14).

@@ -18,7 +18,7 @@ final class HeartbeatLoop: Sendable {
         do {
             try Threads.start(name: "lava-heartbeat") {
                 defer { stopped.signal() }
-                while stopRequested.wait(timeout: .now() + .milliseconds(Int(interval * 1000))) == .timedOut {
+                while stopRequested.wait(timeout: .now() + .milliseconds(Int(saturating: interval * 1000))) == .timedOut {
                     do throws(LavaError) {
                         try lifecycle.heartbeat(action)
                         if record {

@@ -124,10 +124,10 @@ public final class Lifecycle: Sendable {
             }
             logger.info("Auto Scaling group \(instance.group), terminating hook \(hook.name) (heartbeat timeout \(hook.heartbeatTimeout.map(String.init) ?? "?") s, global timeout \(hook.globalTimeout.map(String.init) ?? "?") s)")
             if let global = hook.globalTimeout, budget > Double(global) {
-                logger.warning("the stop budget (\(Int(budget)) s) is longer than hook \(hook.name)'s GlobalTimeout (\(global) s): Auto Scaling gives up first; raise the hook's heartbeat timeout or lower stop_minutes. The drain plans for \(global) s")
+                logger.warning("the stop budget (\(Int(saturating: budget)) s) is longer than hook \(hook.name)'s GlobalTimeout (\(global) s): Auto Scaling gives up first; raise the hook's heartbeat timeout or lower stop_minutes. The drain plans for \(global) s")
             }
             if let timeout = hook.heartbeatTimeout, heartbeatInterval >= Double(timeout) {
-                logger.warning("heartbeat interval \(Int(heartbeatInterval)) s is not below hook \(hook.name)'s HeartbeatTimeout (\(timeout) s): sending every \(timeout / 2) s")
+                logger.warning("heartbeat interval \(Int(saturating: heartbeatInterval)) s is not below hook \(hook.name)'s HeartbeatTimeout (\(timeout) s): sending every \(timeout / 2) s")
             }
         } catch {
             logger.warning("cannot look up this instance's Auto Scaling group: \(error.message); the drain makes no lifecycle calls unless stop names them")

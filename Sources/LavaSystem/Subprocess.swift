@@ -118,8 +118,9 @@ public enum Subprocess {
 
     /// Runs a child until it exits, handing its output (stdout and stderr) to `onLine` line by
     /// line. The child is done when its own process exits: output of anything it left running
-    /// is read for at most `lingering` seconds more, never waited for. At the timeout, or once
-    /// `cancel` becomes readable, its process group gets SIGTERM, then SIGKILL `killAfter` later.
+    /// is read for at most `lingering` seconds more, never waited for, then drained unread (see
+    /// `Leftovers`). At the timeout, or once `cancel` becomes readable, its process group gets
+    /// SIGTERM, then SIGKILL `killAfter` later, even when the child itself is gone by then.
     public static func run(_ request: SpawnRequest, timeout: Timeout? = nil, cancel: Int32? = nil, lingering: Double = 1,
                            onLine: (String) -> Void) throws(LavaError) -> Result {
         let child = try ChildProcess(request, separateStandardError: false)
@@ -196,7 +197,8 @@ private final class ChildProcess {
     }
 
     deinit {
-        outputs.forEach { close($0) }
+        // An output not at its end is held by something the child left running: drained, not closed.
+        for fd in outputs where fd >= 0 { Leftovers.shared.drain(fd) }
         close(exitPipe.read)
         close(exitPipe.write)
     }
@@ -204,7 +206,8 @@ private final class ChildProcess {
     /// Reads the outputs, passing chunks with the output's index, until the child has exited
     /// and its outputs are at their end, or `lingering` seconds after its exit (nil: read to
     /// the end). Stops the group at the timeout or the cancel, and gives up on the outputs 2 s
-    /// after a SIGKILL. Returns once the child is reaped.
+    /// after a SIGKILL. Returns once the child is reaped; a group SIGKILL not yet due then is
+    /// left to `Leftovers`, so what ignores the SIGTERM still ends at its time.
     func pump(timeout: Subprocess.Timeout?, cancel: Int32?, lingering: Double?,
               onBytes: (Int, ArraySlice<UInt8>) -> Void) throws(LavaError) -> Subprocess.Result {
         let start = Clock.monotonicSeconds()
@@ -282,10 +285,14 @@ private final class ChildProcess {
                     stillOpen.append(index)
                 } else if n < 0 && (errno == EINTR || errno == EAGAIN) {
                     stillOpen.append(index)
+                } else {
+                    close(outputs[index])
+                    outputs[index] = -1
                 }
             }
             open = stillOpen
         }
+        if let killAt { Leftovers.shared.kill(group: pid, at: killAt) }
         return Subprocess.Result(status: status.value!, timedOut: timedOut, cancelled: cancelled)
     }
 }
@@ -300,7 +307,8 @@ public enum Clock {
     /// Sleeps, resuming after signals, for `seconds`.
     public static func sleep(seconds: Double) {
         guard seconds > 0 else { return }
-        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
+        let whole = seconds.rounded(.down)
+        var request = timespec(tv_sec: Int(saturating: whole), tv_nsec: Int(saturating: (seconds - whole) * 1e9))
         var remaining = timespec()
         while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
     }
@@ -309,6 +317,22 @@ public enum Clock {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+extension Int {
+    /// `value` without its fraction, held to Int's range (NaN: 0): durations and deadlines
+    /// become whole units without a trap, whatever they hold.
+    public init(saturating value: Double) {
+        if value.isNaN {
+            self = 0
+        } else if value >= Double(Int.max) {
+            self = .max
+        } else if value <= Double(Int.min) {
+            self = .min
+        } else {
+            self = Int(value)
+        }
     }
 }
 

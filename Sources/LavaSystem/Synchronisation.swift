@@ -65,8 +65,8 @@ public final class Monitor<State>: @unchecked Sendable {  // `state` is only tou
             }
             if Clock.monotonicSeconds() >= deadline { return false }
             var wake = timespec()
-            wake.tv_sec = Int(deadline.rounded(.down))
-            wake.tv_nsec = Int((deadline - deadline.rounded(.down)) * 1e9)
+            wake.tv_sec = Int(saturating: deadline.rounded(.down))
+            wake.tv_nsec = Int(saturating: (deadline - deadline.rounded(.down)) * 1e9)
             pthread_cond_timedwait(condition, mutex, &wake)
         }
         return true

@@ -13,11 +13,24 @@ import Glibc
 #endif
 
 /// `30s`, `1.5m`, `2h`, or bare seconds: digits, an optional fraction, an optional unit, and
-/// nothing else (no sign, exponent or hex, which Double's own parser would take).
-struct DurationArgument: ExpressibleByArgument, Sendable {
+/// nothing else (no sign, exponent or hex, which Double's own parser would take). At most
+/// 720h, so no deadline, sleep or conversion to whole units of one can overflow.
+struct DurationArgument: Sendable {
+    static let maximum = 720.0 * 3600
+
+    /// Why a value is refused; ArgumentParser prints it after the option and the value.
+    struct Invalid: Error, CustomStringConvertible {
+        let description: String
+    }
+
     var seconds: Double
 
-    init?(argument: String) {
+    init(seconds: Double) {
+        self.seconds = seconds
+    }
+
+    /// `positive`: 0 is refused too (an interval of 0 would repeat without pause).
+    init(_ argument: String, positive: Bool = false) throws(Invalid) {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
         var text = Substring(argument)
         var scale = 1.0
@@ -27,11 +40,13 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
         }
         let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         let isDigits = { (part: Substring) in !part.isEmpty && part.allSatisfy { $0.isASCII && $0.isNumber } }
-        guard parts.allSatisfy(isDigits), let value = Double(text), value.isFinite else { return nil }
+        guard parts.allSatisfy(isDigits), let value = Double(text) else {
+            throw Invalid(description: "a duration is digits with an optional fraction and unit s, m or h (30s, 1.5m, 90)")
+        }
         seconds = value * scale
+        guard seconds <= DurationArgument.maximum else { throw Invalid(description: "longer than 720h, the longest duration lava-boot takes") }
+        guard seconds > 0 || !positive else { throw Invalid(description: "must be longer than 0") }
     }
-
-    static var defaultCompletionKind: CompletionKind { .default }
 }
 
 struct BootCommand: ParsableCommand {
@@ -45,17 +60,21 @@ struct BootCommand: ParsableCommand {
     @Option(name: .customLong("skip-script"), help: "Scriptlet glob lava-boot takes the slot of (repeatable).")
     var skipScripts: [String] = ["50-lava.sh"]
 
-    @Option(name: .customLong("script-timeout"), help: "Longest a scriptlet may run (Ns, Nm, Nh).")
-    var scriptTimeout: DurationArgument = DurationArgument(argument: "30m")!
+    @Option(name: .customLong("script-timeout"), help: "Longest a scriptlet may run (Ns, Nm, Nh; default 30m, at most 720h).",
+            transform: { try DurationArgument($0) })
+    var scriptTimeout = DurationArgument(seconds: 30 * 60)
 
-    @Option(name: .customLong("stop-timeout"), help: "Graceful-stop budget, overriding the realm's stop_minutes.")
+    @Option(name: .customLong("stop-timeout"), help: "Graceful-stop budget, overriding the realm's stop_minutes.",
+            transform: { try DurationArgument($0) })
     var stopTimeout: DurationArgument?
 
-    @Option(name: .customLong("heartbeat-interval"), help: "Lifecycle heartbeat period during a drain, overriding the realm's heartbeat_minutes.")
+    @Option(name: .customLong("heartbeat-interval"), help: "Lifecycle heartbeat period during a drain, overriding the realm's heartbeat_minutes (more than 0).",
+            transform: { try DurationArgument($0, positive: true) })
     var heartbeatInterval: DurationArgument?
 
-    @Option(name: .customLong("ready-after"), help: "How long every daemon must stay up before the launch lifecycle action is completed (0s: once all started).")
-    var readyAfter: DurationArgument = DurationArgument(argument: "30s")!
+    @Option(name: .customLong("ready-after"), help: "How long every daemon must stay up before the launch lifecycle action is completed (default 30s; 0s: once all started).",
+            transform: { try DurationArgument($0) })
+    var readyAfter = DurationArgument(seconds: 30)
 
     @Flag(name: .customLong("user-mode"), help: "No accounts or privilege changes: workers run as the invoking user.")
     var userMode = false

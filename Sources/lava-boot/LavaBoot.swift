@@ -23,6 +23,8 @@ struct LavaBoot: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()
+            // A child's group that ignored its SIGTERM gets the SIGKILL before lava-boot leaves.
+            defer { Leftovers.shared.awaitKills() }
             try command.run()
             LogSink.flushActive()
         } catch let error as LavaError {

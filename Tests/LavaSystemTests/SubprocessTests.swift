@@ -179,6 +179,17 @@ import Testing
         #expect(elapsed < .seconds(3.5), "run() returned after \(elapsed)")
     }
 
+    /// Durations become whole units without a trap, whatever they hold.
+    @Test func wholeUnitsSaturate() {
+        #expect(Int(saturating: 2.9) == 2)
+        #expect(Int(saturating: -2.9) == -2)
+        #expect(Int(saturating: 1e20) == Int.max)
+        #expect(Int(saturating: .infinity) == Int.max)
+        #expect(Int(saturating: -1e20) == Int.min)
+        #expect(Int(saturating: .nan) == 0)
+        #expect(Int(saturating: Double(Int.max)) == Int.max)
+    }
+
     // MARK: Exec failures
 
     @Test func aMissingBinaryIsAnError() {

@@ -70,6 +70,35 @@ import Testing
         #expect(result.stderr.contains("Usage:") || result.stderr.contains("USAGE:"), "\(result.stderr)")
     }
 
+    /// Out of range is a usage error naming option, value and why, before anything runs: an
+    /// interval of 0 would spin, and beyond 720h the deadline arithmetic would trap.
+    @Test(arguments: [
+        ("--heartbeat-interval", "0s", "must be longer than 0"),
+        ("--heartbeat-interval", "0", "must be longer than 0"),
+        ("--heartbeat-interval", "99999999999999999999", "longer than 720h"),
+        ("--script-timeout", "99999999999999999999", "longer than 720h"),
+        ("--stop-timeout", "721h", "longer than 720h"),
+        ("--ready-after", "43201m", "longer than 720h"),
+    ])
+    func durationsOutOfRangeAreUsageErrors(_ option: String, _ value: String, _ reason: String) {
+        let result = LavaBootBinary.run(["boot", "file:///tmp", "r", "w", option, value])
+        #expect(result.exitCode == 64, "\(result.stderr)")
+        let error = result.stderr.split(separator: "\n").first { $0.hasPrefix("Error:") } ?? ""
+        #expect(error.contains("'\(value)'") && error.contains(option) && error.contains(reason), "\(result.stderr)")
+        #expect(result.stderr.contains("Usage:"), "\(result.stderr)")
+    }
+
+    /// Accepted durations get past parsing: the boot then fails on the missing realm, exit 1.
+    @Test(arguments: ["1.5m", "90", "720h"])
+    func durationsInRangeAreAccepted(_ value: String) {
+        let fixture = fixture()
+        for option in ["--heartbeat-interval", "--script-timeout", "--stop-timeout", "--ready-after"] {
+            let result = LavaBootBinary.run(["boot", fixture.source, "staging", "core", "--realms-file", fixture.realmsFile,
+                                             "--root", fixture.root, "--user-mode", option, value])
+            expectOneErrorLine(result, containing: "staging: no such realm")
+        }
+    }
+
     @Test(arguments: ["s4://bucket/prefix", "s3://", "file://relative/path", "http://example.com/x", "bucket/prefix"])
     func malformedSourcesAreRuntimeErrorsNamingTheSource(_ source: String) {
         let fixture = fixture()

@@ -132,10 +132,73 @@ import Testing
         #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 1 }, "the boot goes on: \(agent.log)")
         #expect(agent.log.contains("10-agent.sh finished"), "\(agent.log)")
         #expect(!agent.log.contains("timed out"))
-        let child = Int32(((try? Files.readText(pidFile)) ?? nil)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        let child = FaultTests.pid(in: pidFile)
         #expect(child > 0 && FaultTests.alive(child), "the scriptlet's background child keeps running")
         #expect(agent.stop() == .exited(0))
         kill(child, SIGKILL)
+    }
+
+    static func pid(in path: String) -> pid_t {
+        Int32(((try? Files.readText(path)) ?? nil)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+    }
+
+    static func lineCount(_ path: String) -> Int { (((try? Files.readText(path)) ?? nil) ?? "").split(separator: "\n").count }
+
+    /// Descriptors of `pid` that are `link` (`pipe:[N]`).
+    static func descriptors(of pid: pid_t, linkingTo link: String) -> [String] {
+        (((try? Files.list("/proc/\(pid)/fd")) ?? nil) ?? []).filter { name in
+            var target = [CChar](repeating: 0, count: 256)
+            let n = readlink("/proc/\(pid)/fd/\(name)", &target, target.count - 1)
+            return n > 0 && String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == link
+        }
+    }
+
+    /// Past the 1 s the boot reads it for, a background child's output is drained: its next
+    /// write does not kill it (SIGPIPE), and the agent closes the pipe once the child is gone.
+    @Test func aScriptletsBackgroundChildKeepsWritingAfterTheBootStopsReadingIt() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records)
+        let pidFile = fixture.directory.sub("background.pid"), ticks = fixture.directory.sub("ticks")
+        fixture.scriptlet("10-agent.sh", "(while true; do echo tick; echo tick >> \(ticks); sleep 0.2; done) &\necho $! > \(pidFile)\nexit 0\n")
+        let agent = try boot()
+        #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 1 }, "the boot goes on: \(agent.log)")
+        #expect(agent.log.contains("10-agent.sh finished"), "\(agent.log)")
+        let child = FaultTests.pid(in: pidFile)
+        try #require(child > 0)
+        let group = getpgid(child)
+        defer { if group > 0 { kill(-group, SIGKILL) } }
+        // Each tick is written to the pipe first: two more, and one went there after the boot moved on.
+        let seen = FaultTests.lineCount(ticks)
+        #expect(waitUntil(timeout: 30) { FaultTests.lineCount(ticks) >= seen + 2 }, "the background child keeps writing")
+        #expect(FaultTests.alive(child), "the scriptlet's background child keeps running")
+        var pipe = [CChar](repeating: 0, count: 256)
+        let n = readlink("/proc/\(child)/fd/1", &pipe, pipe.count - 1)
+        try #require(n > 0)
+        let link = String(decoding: pipe[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        kill(-group, SIGKILL)
+        #expect(waitUntil(timeout: 30) { FaultTests.descriptors(of: agent.pid, linkingTo: link).isEmpty },
+                "the agent closes the pipe once its writer is gone")
+        #expect(agent.stop() == .exited(0), "\(agent.log)")
+    }
+
+    /// A scriptlet's group gets SIGKILL 10 s after the timeout's SIGTERM, even once the
+    /// scriptlet itself has exited: a child that ignores SIGTERM does not outlive it.
+    @Test func aScriptletsChildIgnoringSIGTERMIsKilledAfterTheTimeout() throws {
+        fixture.workerBundle("8.2.0")
+        let records = fixture.recordDirectory()
+        realm(records: records)
+        let pidFile = fixture.directory.sub("stubborn.pid")
+        fixture.scriptlet("10-slow.sh", "(trap '' TERM; while true; do sleep 0.2; done) &\necho $! > \(pidFile)\nsleep 600\n")
+        let agent = try boot(["--script-timeout", "1s"])
+        #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 1 }, "the boot goes on: \(agent.log)")
+        #expect(agent.log.contains("10-slow.sh timed out"), "\(agent.log)")
+        let child = FaultTests.pid(in: pidFile)
+        try #require(child > 0)
+        let group = getpgid(child)
+        defer { if group > 0 { kill(-group, SIGKILL) } }
+        #expect(waitUntil(timeout: 60) { !FaultTests.alive(child) }, "the child that ignores SIGTERM is killed: \(agent.log)")
+        #expect(agent.stop() == .exited(0), "\(agent.log)")
     }
 
     @Test func sigtermDuringALongScriptletStopsTheBoot() throws {
@@ -153,6 +216,25 @@ import Testing
         #expect(!Files.exists(fixture.directory.sub("later.ran")), "no later scriptlet runs")
         #expect(WorkerRecord.all(in: records).isEmpty, "nothing installed or started after the stop")
         #expect(agent.log.contains("10-long.sh stopped"), "\(agent.log)")
+    }
+
+    /// The agent stopped during a scriptlet leaves no member of its group running: one that
+    /// ignores SIGTERM gets the SIGKILL 10 s later, before the agent exits.
+    @Test func aStopDuringAScriptletKillsWhatIgnoresSIGTERMBeforeTheAgentExits() throws {
+        fixture.workerBundle("8.2.0")
+        realm(records: fixture.recordDirectory())
+        let pidFile = fixture.directory.sub("stubborn.pid")
+        fixture.scriptlet("10-long.sh", "(trap '' TERM; while true; do sleep 0.2; done) &\necho $! > \(pidFile)\nsleep 600\n")
+        let agent = try boot()
+        #expect(waitUntil(timeout: 30) { FaultTests.pid(in: pidFile) > 0 }, "\(agent.log)")
+        let child = FaultTests.pid(in: pidFile)
+        try #require(child > 0)
+        let group = getpgid(child)
+        defer { if group > 0 { kill(-group, SIGKILL) } }
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(waitUntil(timeout: 30) { !FaultTests.alive(child) }, "the child that ignores SIGTERM is gone with the agent")
     }
 
     @Test func realmEnvReplacesBaseVariablesOfTheSameName() throws {
