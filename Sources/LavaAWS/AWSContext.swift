@@ -85,12 +85,14 @@ public final class AWSContext: Sendable {
         "https://\(service.rawValue).\(region).\(dnsSuffix)"
     }
 
+    /// - Parameter cancel: readable once waits to retry should end (see `RetryPolicy.cancel`).
     public func client(_ service: AWSService, defaultAttempts: Int = RetryPolicy.defaultAttempts,
-                       throttlingBudget: Double? = nil) throws(LavaError) -> AWSServiceClient {
+                       throttlingBudget: Double? = nil, cancel: Int32? = nil) throws(LavaError) -> AWSServiceClient {
         let serviceLogger = logger.with(component: service.rawValue)
         let http = try HTTPClient(configuration: HTTPClient.Configuration()) { line in serviceLogger.debug("\(line)") }
         var retry = try RetryPolicy.from(environment: environment, defaultAttempts: defaultAttempts)
         retry.throttlingBudget = throttlingBudget
+        retry.cancel = cancel
         return AWSServiceClient(context: self, service: service, http: http, retry: retry, logger: serviceLogger)
     }
 }

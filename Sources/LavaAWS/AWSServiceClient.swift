@@ -44,6 +44,8 @@ public final class AWSServiceClient: Sendable {
     public let service: AWSService
     let http: HTTPClient
     public let retry: RetryPolicy
+    /// With a throttling budget: the adaptive mode's client-side rate, shared by every request.
+    let rateLimiter: AdaptiveRateLimiter?
     let logger: Logger
 
     init(context: AWSContext, service: AWSService, http: HTTPClient, retry: RetryPolicy, logger: Logger) {
@@ -51,6 +53,7 @@ public final class AWSServiceClient: Sendable {
         self.service = service
         self.http = http
         self.retry = retry
+        self.rateLimiter = retry.throttlingBudget == nil ? nil : AdaptiveRateLimiter(shape: retry.throttledRate)
         self.logger = logger
     }
 
@@ -90,8 +93,10 @@ public final class AWSServiceClient: Sendable {
     }
 
     private func withRetries<T>(_ request: AWSRequest, _ attempt: (HTTPRequest) throws(LavaError) -> Outcome<T>) throws(LavaError) -> T {
-        var number = 1
-        var throttles = 0
+        var attempts = 1
+        // Attempts that count against `maxAttempts`: all of them, except throttled ones under a
+        // throttling budget (those are bounded by time).
+        var counted = 0
         let start = Clock.monotonicSeconds()
         while true {
             let failure: LavaError
@@ -99,7 +104,9 @@ public final class AWSServiceClient: Sendable {
             var throttled = false
             do throws(LavaError) {
                 switch try attempt(try sign(request)) {
-                case .done(let value): return value
+                case .done(let value):
+                    rateLimiter?.succeeded()
+                    return value
                 case .failed(let error):
                     failure = LavaError(.aws, "\(service.rawValue) \(request.operation): \(error.summary)", serviceCode: error.code)
                     retryable = error.isRetryable
@@ -114,19 +121,30 @@ public final class AWSServiceClient: Sendable {
                 failure = error
                 retryable = error.isTransientHTTPFailure
             }
-            var delay = retry.delay(afterAttempt: number)
-            var withinBudget = number < retry.maxAttempts
-            if throttled, let budget = retry.throttlingBudget {
-                throttles += 1
-                delay = retry.throttlingDelay(afterThrottles: throttles)
+            var delay: Double
+            var withinBudget: Bool
+            if throttled, let rateLimiter, let budget = retry.throttlingBudget {
+                rateLimiter.throttled()
+                delay = rateLimiter.turn()
                 withinBudget = Clock.monotonicSeconds() - start + delay < budget
+            } else {
+                counted += 1
+                // A throttled client keeps to its rate whatever else goes wrong.
+                delay = max(retry.delay(afterAttempt: counted), rateLimiter?.turn() ?? 0)
+                withinBudget = counted < retry.maxAttempts
             }
             guard retryable, withinBudget else {
-                throw number > 1 ? LavaError(failure.code, "\(failure.message) (gave up after \(number) attempts)", serviceCode: failure.serviceCode) : failure
+                throw attempts > 1 ? LavaError(failure.code, "\(failure.message) (gave up after \(attempts) attempts)", serviceCode: failure.serviceCode) : failure
             }
-            logger.debug("retrying \(service.rawValue) \(request.operation) in \(Int(delay * 1000)) ms (attempt \(number + 1)): \(failure.message)")
-            Clock.sleep(seconds: delay)
-            number += 1
+            logger.debug("retrying \(service.rawValue) \(request.operation) in \(Int(delay * 1000)) ms (attempt \(attempts + 1)): \(failure.message)")
+            if let cancel = retry.cancel {
+                if Clock.sleep(seconds: delay, unless: cancel) {
+                    throw LavaError(.stopped, "\(service.rawValue) \(request.operation): stopped while waiting to retry (\(failure.message))")
+                }
+            } else {
+                Clock.sleep(seconds: delay)
+            }
+            attempts += 1
         }
     }
 

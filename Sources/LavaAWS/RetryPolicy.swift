@@ -9,13 +9,14 @@ public struct RetryPolicy: Sendable {
     public var maxAttempts: Int
     public var baseDelay: Double
     public var maximumDelay: Double
-    /// When set, throttling is retried for this long (seconds from the first attempt) whatever
-    /// `maxAttempts` says, each wait drawn from a window that starts at `throttlingBaseDelay`
-    /// and doubles up to `throttlingMaximumDelay`: a fleet booting at once spreads its reads over
-    /// what the table can serve instead of hammering it (SPEC §9).
+    /// When set, throttling is retried for this long (seconds from the first attempt) at a
+    /// client-side rate shaped by `throttledRate` (adaptive mode), and throttled attempts do not
+    /// count against `maxAttempts`: a fleet booting at once spreads its reads over what the
+    /// table can serve instead of hammering it (SPEC §9).
     public var throttlingBudget: Double?
-    public var throttlingBaseDelay = 4.0
-    public var throttlingMaximumDelay = 60.0
+    public var throttledRate = AdaptiveRateLimiter.Shape.fleet
+    /// Readable once waiting to retry should end (a stop trigger): the request fails at once.
+    public var cancel: Int32?
 
     public static let defaultAttempts = 3
     /// Reading the realms table at boot: a fleet booting at once is throttled by a 3 RCU table.
@@ -41,15 +42,8 @@ public struct RetryPolicy: Sendable {
         var base = 1.0
         if let text = environment["LAVA_BOOT_RETRY_BASE_SECONDS"], let value = Double(text), value >= 0 { base = value }
         var policy = RetryPolicy(maxAttempts: attempts, baseDelay: base)
-        policy.throttlingBaseDelay *= base
-        policy.throttlingMaximumDelay *= base
+        policy.throttledRate = policy.throttledRate.scaled(by: base)
         return policy
-    }
-
-    /// The wait before the next try after `throttles` throttled ones.
-    public func throttlingDelay(afterThrottles throttles: Int) -> Double {
-        let ceiling = min(throttlingMaximumDelay, throttlingBaseDelay * Double(1 << min(throttles - 1, 20)))
-        return Double.random(in: 0...1) * ceiling
     }
 
     /// The wait before attempt `attempt + 1` (attempt counts from 1).

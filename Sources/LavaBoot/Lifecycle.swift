@@ -141,6 +141,18 @@ public final class Lifecycle: Sendable {
         LaunchReadiness(lifecycle: self, interval: 3600, logger: logger)?.complete("ABANDON", because: why)
     }
 
+    /// A stop that came before the boot had a plan: nothing to drain, but the terminating
+    /// action (named by the request, else looked up) is completed CONTINUE.
+    public func completeTermination(_ reason: StopReason, until deadline: Double) {
+        guard let action = action(reason.lifecycle) else { return }
+        let client: AutoScalingClient
+        do { client = try autoScaling() } catch {
+            logger.error("cannot complete the lifecycle action: \(error.message)")
+            return
+        }
+        try? action.complete(with: client, until: deadline, logger: logger)  // it logs a failure
+    }
+
     /// The launch action waiting for this boot (`Pending:Wait`, `Warmed:Pending:Wait`), if any.
     public func launchAction() -> LifecycleAction? {
         let (hook, instanceState) = state.withLock { ($0.launchHook, $0.instanceState) }

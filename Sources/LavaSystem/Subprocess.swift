@@ -304,6 +304,22 @@ public enum Clock {
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
+    /// Sleeps for `seconds`, or until `cancel` turns readable (true then).
+    public static func sleep(seconds: Double, unless cancel: Int32) -> Bool {
+        let deadline = monotonicSeconds() + max(0, seconds)
+        while true {
+            let left = deadline - monotonicSeconds()
+            var watch = pollfd(fd: cancel, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&watch, 1, Int32(clamping: Int(saturating: max(0, left) * 1000 + 1)))
+            if ready > 0 { return true }
+            if ready == 0 { return false }
+            if errno != EINTR {
+                sleep(seconds: left)
+                return false
+            }
+        }
+    }
+
     /// Sleeps, resuming after signals, for `seconds`.
     public static func sleep(seconds: Double) {
         guard seconds > 0 else { return }

@@ -98,11 +98,18 @@ struct BootCommand: ParsableCommand {
         defer { control.finish() }
         let source = try SourceLocation(parsing: target.source)
         let lifecycle = LifecycleSetup.make(source: source, global: global, logger: logger.with(component: "lifecycle"))
-        let resolver = Resolver(target: target, platform: nil, skipPatterns: skipScripts, global: global, logger: logger)
+        var resolver = Resolver(target: target, platform: nil, skipPatterns: skipScripts, global: global, logger: logger)
+        resolver.cancel = trigger.descriptor
         let plan: BootPlan, area: any CodeArea
         do {
             (plan, area) = try resolver.plan()
         } catch {
+            if error.code == .stopped, let stop = trigger.current {
+                // Nothing started, so nothing drains; a terminating action still completes.
+                logger.info("stopped (\(stop.reason.source)) while reading the realm; nothing was started")
+                lifecycle?.completeTermination(stop.reason, until: stop.at + (stopTimeout?.seconds ?? 300))
+                return
+            }
             lifecycle?.abandonLaunch(because: error.message)
             throw error
         }

@@ -39,14 +39,16 @@ final class AWSAccess {
         }
     }
 
-    func realmsTable(_ table: String, throttlingBudget: Double? = nil) throws(LavaError) -> RealmsTable {
-        RealmsTable(client: try resolve().client(.dynamodb, defaultAttempts: attempts, throttlingBudget: throttlingBudget),
+    func realmsTable(_ table: String, throttlingBudget: Double? = nil, cancel: Int32? = nil) throws(LavaError) -> RealmsTable {
+        RealmsTable(client: try resolve().client(.dynamodb, defaultAttempts: attempts, throttlingBudget: throttlingBudget,
+                                                 cancel: cancel),
                     table: table)
     }
 
-    func realmItem(table: String, realm: String) throws(LavaError) -> RealmItem {
-        // Bounded by time, not a count: a fleet of hundreds booting at once must all get through.
-        try realmsTable(table, throttlingBudget: RetryPolicy.realmsTableThrottlingBudget).item(realm: realm)
+    /// Bounded by time, not a count: a fleet of hundreds booting at once must all get through.
+    /// `cancel` (a stop trigger) ends the waits between throttled reads.
+    func realmItem(table: String, realm: String, cancel: Int32? = nil) throws(LavaError) -> RealmItem {
+        try realmsTable(table, throttlingBudget: RetryPolicy.realmsTableThrottlingBudget, cancel: cancel).item(realm: realm)
     }
 }
 
@@ -57,6 +59,8 @@ struct Resolver {
     var skipPatterns: [String]
     var global: GlobalOptions
     var logger: Logger
+    /// Readable once a stop trigger fired (`boot`): the realm read stops waiting for the table.
+    var cancel: Int32? = nil
 
     func plan() throws(LavaError) -> (BootPlan, any CodeArea) {
         let location = try SourceLocation(parsing: target.source)
@@ -69,7 +73,7 @@ struct Resolver {
         if let file = target.realmsFile {
             item = try RealmsFile.load(path: file, realm: target.realm)
         } else {
-            item = try aws.realmItem(table: target.realmsTable, realm: target.realm)
+            item = try aws.realmItem(table: target.realmsTable, realm: target.realm, cancel: cancel)
         }
         let area = try aws.codeArea(location)
         let detector = PlatformDetector(root: root, os: platform?.os, arch: platform?.arch, python: platform?.python)

@@ -163,6 +163,13 @@ import Testing
         let counters = try proxy.counters()
         #expect((counters["faults"] as? [String: Any])?["throttle"] as? Int == 19)
 
+        // Throttles do not use up the attempts other errors get: five, then a 500, still succeed.
+        _ = try proxy.setFaults(json: #"{"reset": true, "throttle_target": "DynamoDB_20120810.GetItem", "throttle_count": 5, "status_count": 1, "status": 500, "path_prefix": "/", "method": "POST"}"#)
+        let mixed = run(["plan", "s3://\(bucket)/prod", "prod", "core", "--root", fixture.root], ["AWS_MAX_ATTEMPTS": "2"])
+        #expect(mixed.exitCode == 0, "5 throttles and a 500, then the read: \(mixed.stderr)")
+        let faults = try proxy.counters()["faults"] as? [String: Any]
+        #expect(faults?["throttle"] as? Int == 5 && faults?["status"] as? Int == 1, "\(String(describing: faults))")
+
         _ = try proxy.setFaults(json: #"{"reset": true, "status_count": 5, "status": 500, "path_prefix": "/", "method": "POST"}"#)
         let impatient = run(["plan", "s3://\(bucket)/prod", "prod", "core", "--root", fixture.root], ["AWS_MAX_ATTEMPTS": "2"])
         #expect(impatient.exitCode == 1)
@@ -214,6 +221,27 @@ import Testing
         #expect(agent.stop() == .exited(0))
         let counters = try proxy.counters()
         #expect((counters["faults"] as? [String: Any])?["throttle"] as? Int == 5, "five reads were throttled: \(counters)")
+    }
+
+    /// SIGTERM while the realm read waits out a throttled table: the boot stops at once, runs no
+    /// scriptlet and starts nothing (SPEC §5: a stop trigger is answered in every phase).
+    @Test func aStopWhileTheRealmsTableThrottlesEndsTheBootAtOnce() throws {
+        try moto.putObject(bucket: bucket, key: "prod/_boot_/10-hello.sh", text: "#!/bin/sh\necho hello\n")
+        _ = try proxy.setFaults(json: #"{"throttle_target": "DynamoDB_20120810.GetItem", "throttle_count": 100000}"#)
+        // Real waits (seconds between reads): the stop must cut them short, not outlast them.
+        let agent = try RunningAgent(["boot", "s3://\(bucket)/prod", "prod", "core", "--root", fixture.root, "--user-mode"],
+                                     environment: environment.merging(["LAVA_BOOT_RETRY_BASE_SECONDS": "1"]) { $1 })
+        let throttled = waitUntil(timeout: 60) {
+            ((try? proxy.counters()["faults"] as? [String: Any]) ?? nil)?["throttle"] as? Int ?? 0 >= 2
+        }
+        #expect(throttled, "the boot is waiting on the table: \(agent.log)")
+        let before = (try proxy.counters()["faults"] as? [String: Any])?["throttle"] as? Int ?? 0
+        // The table's waits are 8 s and more by now; a boot that ignored the stop would outlast 7 s.
+        #expect(agent.stop(timeout: 7) == .exited(0), "\(agent.log)")
+        #expect(agent.log.contains("while reading the realm; nothing was started"), "\(agent.log)")
+        #expect(!agent.log.contains("hello"))
+        let after = (try proxy.counters()["faults"] as? [String: Any])?["throttle"] as? Int ?? 0
+        #expect(after <= before + 1, "no read after the stop: \(before) -> \(after)")
     }
 
     @Test func missingRealmAndMissingTable() throws {
