@@ -261,6 +261,22 @@ public final class Lifecycle: Sendable {
         return HookLimits()
     }
 
+    /// `stop` with no agent running: the action the request names, or else this instance's (found
+    /// as a drain finds it), completed CONTINUE, retried for up to `limit` seconds (less when the
+    /// hook's GlobalTimeout is shorter) with heartbeats meanwhile. Nil when there is none to complete.
+    public func completeWithoutAgent(_ overrides: LifecycleOverrides, limit: Double, heartbeatInterval: Double) throws(LavaError) -> LifecycleAction? {
+        guard let action = action(overrides) else { return nil }
+        logger.info("completing the lifecycle action of group \(action.group), hook \(action.hook), instance \(action.instanceID)")
+        let until = Clock.monotonicSeconds() + min(limit, action.limits.globalTimeout.map(Double.init) ?? .infinity)
+        let every = self.heartbeatInterval(heartbeatInterval, hook: action.hook, limits: action.limits)
+        do {
+            try action.complete(with: try autoScaling(), until: until, heartbeatEvery: every, logger: logger)
+        } catch {
+            throw error.prefixed("completing the lifecycle action")
+        }
+        return action
+    }
+
     func heartbeat(_ action: LifecycleAction) throws(LavaError) {
         try autoScaling().recordHeartbeat(group: action.group, hook: action.hook, instanceID: action.instanceID, token: action.token)
     }

@@ -148,8 +148,20 @@ import Testing
         #expect(stop.stdout.contains("completed the lifecycle action of \(FakeIMDS.instanceID)"), "\(stop.stdout)")
         #expect(try imds.completions().count == 1)
         try expectEverySignatureChecked()
+        try imds.control(json: #"{"autoscaling_reset": true}"#)
         let none = LavaBootBinary.run(["stop", "--root", fixture.root], environment: environment)
-        #expect(none.exitCode == 1, "nothing named, nothing running: an error")
+        #expect(none.exitCode == 1, "nothing named, in no group, nothing running: an error")
+    }
+
+    /// SPEC §8's lookups: the group's terminating hook, and the group itself when not named.
+    @Test(arguments: [["--auto-scaling-group-name", "G"], []])
+    func stopWithNoAgentFindsWhatIsNotNamed(_ named: [String]) throws {
+        try group()
+        let stop = LavaBootBinary.run(["stop", "--root", fixture.root] + named, environment: environment)
+        #expect(stop.exitCode == 0, "\(stop.stderr)")
+        #expect(stop.stdout.contains("completed the lifecycle action of \(FakeIMDS.instanceID) (group G, hook H)"), "\(stop.stdout)")
+        #expect(try imds.completions().map { $0["hook"] as? String } == ["H"])
+        try expectEverySignatureChecked()
     }
 
     /// The drain's first steps need no answer from Auto Scaling: the instance joined its group
