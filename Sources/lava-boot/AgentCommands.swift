@@ -1,6 +1,5 @@
 import LavaBoot
 import Logging
-import LavaAWS
 import ArgumentParser
 import LavaControl
 import LavaSystem
