@@ -78,7 +78,7 @@ public final class Agent: Sendable {
         let warmUp = target.map { ["Warmed:Stopped", "Warmed:Hibernated", "Warmed:Running"].contains($0) } ?? false
         if warmUp { logger.info("warm-up boot (\(target!)): scriptlets, accounts and installs; no daemon starts") }
         if let lifecycle { try lifecycle.watch(trigger) }
-        var launch = lifecycle.flatMap { LaunchReadiness(lifecycle: $0, interval: heartbeatInterval, logger: logger) }
+        var launch = lifecycle.flatMap { LaunchReadiness(lifecycle: $0, interval: heartbeatInterval, trigger: trigger, logger: logger) }
         do {
             let prepared = try runScriptlets(startDaemons: !warmUp)
             if let launch {
@@ -95,7 +95,7 @@ public final class Agent: Sendable {
                 // Stay up; on InService, start as a normal boot would, and tell the new launch action when ready.
                 guard waitForService(lifecycle) else { return finish() }
                 lifecycle.refreshInstanceState()
-                launch = LaunchReadiness(lifecycle: lifecycle, interval: heartbeatInterval, logger: logger)
+                launch = LaunchReadiness(lifecycle: lifecycle, interval: heartbeatInterval, trigger: trigger, logger: logger)
                 try startDaemons(prepared)
                 try waitUntilReady()
                 if trigger.current == nil {
@@ -278,25 +278,29 @@ public final class Agent: Sendable {
     /// SIGTERM then SIGKILL before the deadline, then CONTINUE exactly once, all within the budget
     /// (or the spot deadline, or the hook's GlobalTimeout, whichever ends first).
     private func drain(_ reason: StopReason, triggeredAt: Double) {
+        // Dispatch ends and the daemons hear the stop before any lookup, which Auto Scaling may answer slowly.
+        DispatchDirectory.markNoDispatch(root: settings.root)
+        let supervisor = supervisorBox.value
+        supervisor?.beginDrain(signal: reason.signal)
         let lifecycle = settings.lifecycle
-        var deadline = triggeredAt + budget
-        if let global = lifecycle?.globalTimeout { deadline = min(deadline, triggeredAt + global) }
-        if let hard = reason.deadline { deadline = min(deadline, hard) }
         let action = lifecycle?.action(reason.lifecycle)
+        var deadline = triggeredAt + budget
+        if let global = action?.limits.globalTimeout { deadline = min(deadline, triggeredAt + Double(global)) }
+        if let hard = reason.deadline { deadline = min(deadline, hard) }
         let wallDeadline = Clock.wallSeconds() + (deadline - Clock.monotonicSeconds())
         lifecycle?.update { $0.drain = DrainStatus(trigger: reason.source, deadline: wallDeadline) }
         let target = action.map { "lifecycle action of group \($0.group), hook \($0.hook), instance \($0.instanceID)" } ?? "no lifecycle action"
         logger.info("draining (\(reason.source)): done within \(Int(saturating: max(0, deadline - Clock.monotonicSeconds()))) s; \(target)")
-        DispatchDirectory.markNoDispatch(root: settings.root)
         let killGrace = 10.0
         // Time kept back for the completion, at most 12 s (SPEC §14).
         let reserve = action == nil ? 0 : min(12, max(0, (deadline - triggeredAt) / 4))
         let terminateAt = deadline - killGrace - reserve
         var heartbeats: HeartbeatLoop? = nil
         if let action, let lifecycle, reason.lifecycle?.heartbeat != false {
-            heartbeats = HeartbeatLoop(action: action, lifecycle: lifecycle, interval: lifecycle.heartbeatInterval(heartbeatInterval), logger: logger)
+            let interval = lifecycle.heartbeatInterval(heartbeatInterval, hook: action.hook, limits: action.limits)
+            heartbeats = HeartbeatLoop(action: action, lifecycle: lifecycle, interval: interval, logger: logger)
         }
-        supervisorBox.value?.drain(signal: reason.signal, terminateAt: terminateAt, killGrace: killGrace)
+        supervisor?.finishDrain(terminateAt: terminateAt, killGrace: killGrace)
         heartbeats?.finish()
         if let action, let lifecycle { complete(action, lifecycle, until: deadline) }
     }

@@ -8,18 +8,43 @@ import Synchronization
 import Glibc
 #endif
 
-/// The lifecycle action an instance completes: by instance id, with a token only when given.
+/// What a lifecycle hook allows, in seconds, when known: Auto Scaling gives up after
+/// `heartbeatTimeout` without a heartbeat, and after `globalTimeout` whatever is sent.
+public struct HookLimits: Sendable, Equatable {
+    public var heartbeatTimeout: Int?
+    public var globalTimeout: Int?
+
+    public init(heartbeatTimeout: Int? = nil, globalTimeout: Int? = nil) {
+        self.heartbeatTimeout = heartbeatTimeout
+        self.globalTimeout = globalTimeout
+    }
+
+    init(_ hook: AutoScalingClient.LifecycleHook) {
+        self.init(heartbeatTimeout: hook.heartbeatTimeout, globalTimeout: hook.globalTimeout)
+    }
+
+    /// `wanted`, or half the HeartbeatTimeout when `wanted` is not below it.
+    public func heartbeatInterval(_ wanted: Double) -> Double {
+        guard let heartbeatTimeout, wanted >= Double(heartbeatTimeout) else { return wanted }
+        return Double(heartbeatTimeout) / 2
+    }
+}
+
+/// The lifecycle action an instance completes: by instance id, with a token only when given,
+/// and the limits of the hook it belongs to.
 public struct LifecycleAction: Sendable, Equatable {
     public var group: String
     public var hook: String
     public var instanceID: String
     public var token: String?
+    public var limits: HookLimits
 
-    public init(group: String, hook: String, instanceID: String, token: String?) {
+    public init(group: String, hook: String, instanceID: String, token: String?, limits: HookLimits = HookLimits()) {
         self.group = group
         self.hook = hook
         self.instanceID = instanceID
         self.token = token
+        self.limits = limits
     }
 }
 
@@ -52,7 +77,8 @@ public final class Lifecycle: Sendable {
     static let rebalancePath = "/latest/meta-data/events/recommendations/rebalance"
     static let scheduledPath = "/latest/meta-data/events/maintenance/scheduled"
 
-    let imds: IMDSClient
+    /// nil: IMDS is turned off (`AWS_EC2_METADATA_DISABLED`); only a `stop` naming the instance works then.
+    let imds: IMDSClient?
     /// Made on first use and kept once made: the region may come from an IMDS that is not
     /// answering yet at boot.
     private let makeAutoScaling: @Sendable () throws(LavaError) -> AutoScalingClient
@@ -63,16 +89,18 @@ public final class Lifecycle: Sendable {
 
     private struct State {
         var status = LifecycleStatus()
-        var hookTimeouts: (heartbeat: Int?, global: Int?) = (nil, nil)
         var seenNotices = Set<String>()
-        /// The group's launching hook and the instance's lifecycle state (`Pending:Wait`...).
-        var launchHook: String?
+        /// The group's hooks found at boot, and the instance's lifecycle state (`Pending:Wait`...).
+        var terminatingHook: AutoScalingClient.LifecycleHook?
+        var launchHook: AutoScalingClient.LifecycleHook?
         var instanceState: String?
+        /// Hooks whose shortened heartbeat interval has been logged.
+        var shortenedLogged = Set<String>()
     }
 
     private let state = Mutex(State())
 
-    public init(imds: IMDSClient, pollInterval: Double, logger: Logger,
+    public init(imds: IMDSClient?, pollInterval: Double, logger: Logger,
                 autoScaling: @escaping @Sendable () throws(LavaError) -> AutoScalingClient) {
         self.imds = imds
         self.makeAutoScaling = autoScaling
@@ -95,40 +123,39 @@ public final class Lifecycle: Sendable {
     /// state, its launching and terminating hooks, with the latter's limits. Not in a group, or
     /// no permission: logged, and neither launch nor drain makes lifecycle calls.
     public func discover(budget: Double, heartbeatInterval: Double) {
-        if let target = try? imds.get(Lifecycle.targetStatePath).map(Lifecycle.trimmed) {
+        if let target = (try? imds?.get(Lifecycle.targetStatePath))?.map(Lifecycle.trimmed) {
             update { $0.targetState = target }
             logger.info("target lifecycle state at boot: \(target)")
         }
         do {
             let autoScaling = try autoScaling()
-            guard let instanceID = try imds.instanceID() else { return logger.warning("IMDS has no instance id; no lifecycle calls") }
+            guard let instanceID = try imds?.instanceID() else { return logger.warning("IMDS has no instance id; no lifecycle calls") }
             update { $0.instanceID = instanceID }
             guard let instance = try autoScaling.describeInstance(instanceID) else {
                 return logger.info("instance \(instanceID) is in no Auto Scaling group: the drain makes no lifecycle calls")
             }
             update { $0.group = instance.group }
             let hooks = try autoScaling.describeLifecycleHooks(group: instance.group)
-            let launchHook = hooks.first { $0.transition == Lifecycle.launchingTransition }?.name
+            let launchHook = hooks.first { $0.transition == Lifecycle.launchingTransition }
             state.withLock {
                 $0.launchHook = launchHook
                 $0.instanceState = instance.lifecycleState
             }
-            let launchText = launchHook.map { ", launching hook \($0)" } ?? ", no launching hook"
+            let launchText = launchHook.map { ", launching hook \($0.name)" } ?? ", no launching hook"
             logger.info("instance \(instanceID) is \(instance.lifecycleState) in Auto Scaling group \(instance.group)\(launchText)")
+            if let launchHook { _ = self.heartbeatInterval(heartbeatInterval, hook: launchHook.name, limits: HookLimits(launchHook)) }
             guard let hook = hooks.first(where: { $0.transition == Lifecycle.terminatingTransition }) else {
                 return logger.info("Auto Scaling group \(instance.group) has no terminating lifecycle hook")
             }
             state.withLock {
                 $0.status.hook = hook.name
-                $0.hookTimeouts = (hook.heartbeatTimeout, hook.globalTimeout)
+                $0.terminatingHook = hook
             }
             logger.info("Auto Scaling group \(instance.group), terminating hook \(hook.name) (heartbeat timeout \(hook.heartbeatTimeout.map(String.init) ?? "?") s, global timeout \(hook.globalTimeout.map(String.init) ?? "?") s)")
             if let global = hook.globalTimeout, budget > Double(global) {
                 logger.warning("the stop budget (\(Int(saturating: budget)) s) is longer than hook \(hook.name)'s GlobalTimeout (\(global) s): Auto Scaling gives up first; raise the hook's heartbeat timeout or lower stop_minutes. The drain plans for \(global) s")
             }
-            if let timeout = hook.heartbeatTimeout, heartbeatInterval >= Double(timeout) {
-                logger.warning("heartbeat interval \(Int(saturating: heartbeatInterval)) s is not below hook \(hook.name)'s HeartbeatTimeout (\(timeout) s): sending every \(timeout / 2) s")
-            }
+            _ = self.heartbeatInterval(heartbeatInterval, hook: hook.name, limits: HookLimits(hook))
         } catch {
             logger.warning("cannot look up this instance's Auto Scaling group: \(error.message); the drain makes no lifecycle calls unless stop names them")
         }
@@ -138,7 +165,7 @@ public final class Lifecycle: Sendable {
     /// the launch action, if one waits, is completed ABANDON so the group replaces the instance.
     public func abandonLaunch(because why: String) {
         discover(budget: 0, heartbeatInterval: 0)
-        LaunchReadiness(lifecycle: self, interval: 3600, logger: logger)?.complete("ABANDON", because: why)
+        LaunchReadiness(lifecycle: self, interval: 3600, trigger: nil, logger: logger)?.complete("ABANDON", because: why)
     }
 
     /// A stop that came before the boot had a plan: nothing to drain, but the terminating
@@ -159,7 +186,7 @@ public final class Lifecycle: Sendable {
         let known = status
         guard let hook, let instanceState, instanceState.hasSuffix("Pending:Wait"),
               let group = known.group, let instanceID = known.instanceID else { return nil }
-        return LifecycleAction(group: group, hook: hook, instanceID: instanceID, token: nil)
+        return LifecycleAction(group: group, hook: hook.name, instanceID: instanceID, token: nil, limits: HookLimits(hook))
     }
 
     /// The instance's lifecycle state asked again (after a warm instance enters service).
@@ -172,39 +199,94 @@ public final class Lifecycle: Sendable {
 
     /// IMDS's target lifecycle state now (nil: IMDS has none, or does not answer).
     func targetStateNow() -> String? {
-        let target = (try? imds.get(Lifecycle.targetStatePath))?.map(Lifecycle.trimmed)
+        let target = (try? imds?.get(Lifecycle.targetStatePath))??.map(Lifecycle.trimmed)
         if let target { update { $0.targetState = target } }
         return target
     }
 
-    /// The heartbeat interval the hook allows: half its HeartbeatTimeout when `wanted` is not below it.
-    func heartbeatInterval(_ wanted: Double) -> Double {
-        guard let timeout = state.withLock({ $0.hookTimeouts.heartbeat }), wanted >= Double(timeout) else { return wanted }
-        return Double(timeout) / 2
+    /// `wanted`, or half the hook's HeartbeatTimeout when `wanted` is not below it: Auto Scaling
+    /// would give up between two heartbeats. Logged once per hook.
+    func heartbeatInterval(_ wanted: Double, hook: String, limits: HookLimits) -> Double {
+        let interval = limits.heartbeatInterval(wanted)
+        guard interval != wanted, let timeout = limits.heartbeatTimeout,
+              state.withLock({ $0.shortenedLogged.insert(hook).inserted }) else { return interval }
+        let every = interval == interval.rounded() ? "\(Int(saturating: interval))" : "\(interval)"
+        logger.warning("heartbeat interval \(Int(saturating: wanted)) s is not below hook \(hook)'s HeartbeatTimeout (\(timeout) s): sending every \(every) s")
+        return interval
     }
 
-    /// The longest Auto Scaling waits for this hook, when known.
-    var globalTimeout: Double? { state.withLock { $0.hookTimeouts.global.map(Double.init) } }
-
-    /// The action to complete: what the request names first, then what discovery found, then
-    /// (for a trigger that came before discovery could run) Auto Scaling asked now.
+    /// The action to complete, with its hook's limits: what the request names first, then what
+    /// discovery found, then Auto Scaling asked now. Nil (logged) when there is none to complete.
     func action(_ overrides: LifecycleOverrides?) -> LifecycleAction? {
         let known = status
-        guard let instanceID = overrides?.instanceID ?? known.instanceID ?? (try? imds.instanceID()) ?? nil else { return nil }
-        var group = overrides?.group ?? known.group
-        let autoScaling = try? autoScaling()
-        if group == nil { group = (try? autoScaling?.describeInstance(instanceID))??.group }
-        var hook = overrides?.hook ?? (group == known.group ? known.hook : nil)
-        if hook == nil, let group {
-            hook = (try? autoScaling?.describeLifecycleHooks(group: group))?.first { $0.transition == Lifecycle.terminatingTransition }?.name
+        let bootHook = state.withLock { $0.terminatingHook }
+        do throws(LavaError) {
+            var instanceID = overrides?.instanceID ?? known.instanceID
+            if instanceID == nil { instanceID = try imds?.instanceID() }
+            guard let instanceID else {
+                logger.warning("the instance id is unknown (IMDS gives none): no lifecycle calls")
+                return nil
+            }
+            var group = overrides?.group ?? known.group
+            if group == nil { group = try autoScaling().describeInstance(instanceID)?.group }
+            guard let group else {
+                logger.info("instance \(instanceID) is in no Auto Scaling group: no lifecycle calls")
+                return nil
+            }
+            // Discovery's hook only for discovery's group; one named otherwise is looked up for its limits.
+            var hook = group == known.group ? bootHook : nil
+            if let named = overrides?.hook, hook?.name != named {
+                return resolved(group: group, hook: named, limits: namedHookLimits(named, group: group), instanceID, overrides?.token)
+            }
+            if hook == nil {
+                hook = try autoScaling().describeLifecycleHooks(group: group).first { $0.transition == Lifecycle.terminatingTransition }
+            }
+            guard let hook else {
+                logger.info("Auto Scaling group \(group) has no terminating lifecycle hook: no lifecycle calls")
+                return nil
+            }
+            return resolved(group: group, hook: hook.name, limits: HookLimits(hook), instanceID, overrides?.token)
+        } catch {
+            logger.warning("cannot find this instance's lifecycle action: \(error.message); no lifecycle calls")
+            return nil
         }
-        guard let group, let hook else { return nil }
+    }
+
+    private func resolved(group: String, hook: String, limits: HookLimits, _ instanceID: String, _ token: String?) -> LifecycleAction {
         update {
             $0.group = group
             $0.hook = hook
             $0.instanceID = instanceID
         }
-        return LifecycleAction(group: group, hook: hook, instanceID: instanceID, token: overrides?.token)
+        return LifecycleAction(group: group, hook: hook, instanceID: instanceID, token: token, limits: limits)
+    }
+
+    /// The limits of a hook the request named, when Auto Scaling tells them: the action is
+    /// completed by that name either way.
+    private func namedHookLimits(_ name: String, group: String) -> HookLimits {
+        do throws(LavaError) {
+            if let hook = try autoScaling().describeLifecycleHooks(group: group).first(where: { $0.name == name }) { return HookLimits(hook) }
+            logger.warning("Auto Scaling group \(group) lists no hook \(name); its limits are unknown")
+        } catch {
+            logger.warning("cannot read hook \(name)'s limits: \(error.message)")
+        }
+        return HookLimits()
+    }
+
+    /// `stop` with no agent running: the action the request names, or else this instance's (found
+    /// as a drain finds it), completed CONTINUE, retried for up to `limit` seconds (less when the
+    /// hook's GlobalTimeout is shorter) with heartbeats meanwhile. Nil when there is none to complete.
+    public func completeWithoutAgent(_ overrides: LifecycleOverrides, limit: Double, heartbeatInterval: Double) throws(LavaError) -> LifecycleAction? {
+        guard let action = action(overrides) else { return nil }
+        logger.info("completing the lifecycle action of group \(action.group), hook \(action.hook), instance \(action.instanceID)")
+        let until = Clock.monotonicSeconds() + min(limit, action.limits.globalTimeout.map(Double.init) ?? .infinity)
+        let every = self.heartbeatInterval(heartbeatInterval, hook: action.hook, limits: action.limits)
+        do {
+            try action.complete(with: try autoScaling(), until: until, heartbeatEvery: every, logger: logger)
+        } catch {
+            throw error.prefixed("completing the lifecycle action")
+        }
+        return action
     }
 
     func heartbeat(_ action: LifecycleAction) throws(LavaError) {
@@ -221,6 +303,7 @@ public final class Lifecycle: Sendable {
     /// rebalance recommendations and scheduled events are logged once each. IMDS failing for a
     /// while is logged once per outage, never a trigger.
     public func watch(_ trigger: StopTrigger) throws(LavaError) {
+        guard let imds else { return }
         try Threads.start(name: "lava-lifecycle") { [self] in
             var nextTargetState = 0.0
             var failing = false
@@ -233,12 +316,13 @@ public final class Lifecycle: Sendable {
                         let previous = status.targetState
                         update { $0.targetState = targetState }
                         if let targetState, targetState != previous { logger.info("target lifecycle state: \(targetState)") }
-                        if targetState == "Terminated" {
-                            trigger.fire(StopReason(source: "Auto Scaling: target lifecycle state Terminated"))
+                        // A warm instance leaving the pool is terminated as well (SPEC §8a).
+                        if let targetState, ["Terminated", "Warmed:Terminated"].contains(targetState) {
+                            trigger.fire(StopReason(source: "Auto Scaling: target lifecycle state \(targetState)"))
                         }
                     }
-                    try checkSpot(trigger)
-                    try checkNotices()
+                    try checkSpot(imds, trigger)
+                    try checkNotices(imds)
                     if failing { logger.info("instance metadata answers again") }
                     failing = false
                 } catch {
@@ -250,7 +334,7 @@ public final class Lifecycle: Sendable {
         }
     }
 
-    private func checkSpot(_ trigger: StopTrigger) throws(LavaError) {
+    private func checkSpot(_ imds: IMDSClient, _ trigger: StopTrigger) throws(LavaError) {
         guard let text = try imds.get(Lifecycle.spotPath), let json = try? JSONValue(parsing: text) else { return }
         guard let time = json["time"]?.stringValue, let epoch = CivilTime.epochSeconds(iso8601: time) else { return }
         let action = json["action"]?.stringValue ?? "terminate"
@@ -261,7 +345,7 @@ public final class Lifecycle: Sendable {
         trigger.fire(reason)
     }
 
-    private func checkNotices() throws(LavaError) {
+    private func checkNotices(_ imds: IMDSClient) throws(LavaError) {
         var found = [String]()
         if let text = try imds.get(Lifecycle.rebalancePath).map(Lifecycle.trimmed), !text.isEmpty {
             found.append("spot rebalance recommendation: \(text)")

@@ -6,8 +6,9 @@ extension LifecycleAction {
     /// CONTINUE (or ABANDON), retried on every error (including "No active Lifecycle Action
     /// found", which Auto Scaling answers for a while after `Terminated`) until it succeeds or
     /// `deadline` (monotonic seconds), with a heartbeat every `heartbeatEvery` seconds meanwhile.
+    /// With `trigger`, the retries also end once it fires (error code `stopped`).
     public func complete(_ result: String = "CONTINUE", with autoScaling: AutoScalingClient, until deadline: Double,
-                         heartbeatEvery: Double? = nil, logger: Logger) throws(LavaError) {
+                         heartbeatEvery: Double? = nil, stoppingOn trigger: StopTrigger? = nil, logger: Logger) throws(LavaError) {
         var attempt = 0
         var lastHeartbeat = Clock.monotonicSeconds()
         while true {
@@ -27,7 +28,14 @@ extension LifecycleAction {
                     lastHeartbeat = Clock.monotonicSeconds()
                 }
                 logger.warning("completing the lifecycle action failed (attempt \(attempt)): \(error.message); retrying in \(wait) s")
-                Clock.sleep(seconds: wait)
+                guard let trigger else {
+                    Clock.sleep(seconds: wait)
+                    continue
+                }
+                if trigger.wait(seconds: wait) {
+                    logger.warning("stopping: no more attempts to complete the lifecycle action of hook \(hook)")
+                    throw LavaError(.stopped, "a stop came first (last answer: \(error.message))")
+                }
             }
         }
     }

@@ -64,6 +64,13 @@ public final class StopTrigger: Sendable {
         return current!
     }
 
+    /// Sleeps up to `seconds`, less when a trigger fires; true when one has.
+    public func wait(seconds: Double) -> Bool {
+        guard fired.wait(timeout: .now() + .milliseconds(Int(saturating: min(max(0, seconds), 1e9) * 1000))) == .success else { return false }
+        fired.signal()
+        return true
+    }
+
     /// Blocks SIGTERM and SIGINT in this thread (and every thread started after), and turns
     /// them into a stop on a thread of their own; ignores SIGHUP. Call before any other thread exists.
     public func catchTerminationSignals() throws(LavaError) {

@@ -326,49 +326,73 @@ public final class Supervisor: Sendable {
         }
     }
 
-    /// Stops every daemon: `signal` first (workers finish in-flight jobs), SIGTERM at
-    /// `terminateAt` (monotonic seconds) for those still running, SIGKILL `killGrace` later to
-    /// the daemon's whole group. Returns once every daemon has been reaped and every group is gone.
+    /// Stops every daemon: `beginDrain` then `finishDrain`.
     public func drain(signal: Int32 = SIGHUP, terminateAt: Double, killGrace: Double = 10) {
+        beginDrain(signal: signal)
+        finishDrain(terminateAt: terminateAt, killGrace: killGrace)
+    }
+
+    /// Restarts no daemon from now on, and sends `signal` to every running one (workers finish
+    /// in-flight jobs); returns at once.
+    public func beginDrain(signal: Int32 = SIGHUP) {
         let running: [(pid_t, DaemonSpec)] = state.withLock { state in
             state.stopping = true
             for index in state.daemons.indices where state.daemons[index].phase == .restarting {
                 state.daemons[index].phase = .stopped
             }
-            return state.daemons.compactMap { daemon in daemon.pid.map { ($0, daemon.spec) } }
+            return Supervisor.running(state)
         }
         for (pid, spec) in running {
             logger(for: spec).info("sending \(signalName(signal)) to \(spec.worker) daemon \(spec.index) (pid \(pid))")
             kill(pid, signal)
         }
-        if !waitForAll(until: terminateAt) {
+    }
+
+    /// After `beginDrain`: SIGTERM at `terminateAt` (monotonic seconds) to the daemons still
+    /// running, SIGKILL `killGrace` later to every group still there, leftovers of daemons gone
+    /// before included. Returns once every daemon has been reaped and every group is gone, or
+    /// `killSettle` after the SIGKILL: nothing outlives the kill time, and no process stuck in
+    /// the kernel holds up the lifecycle completion.
+    public func finishDrain(terminateAt: Double, killGrace: Double = 10) {
+        if !waitUntil(terminateAt, { $0.daemons.allSatisfy { $0.pid == nil } }) {
             for (pid, spec) in remaining() {
                 logger(for: spec).warning("\(spec.worker) daemon \(spec.index) still running at the deadline; sending SIGTERM (pid \(pid))")
                 kill(pid, SIGTERM)
             }
-            if !waitForAll(until: Clock.monotonicSeconds() + killGrace) {
-                for (pid, spec) in remaining() {
-                    logger(for: spec).error("\(spec.worker) daemon \(spec.index) ignored SIGTERM; sending SIGKILL to it and its processes (pid \(pid))")
-                    kill(-pid, SIGKILL)
-                }
-                _ = waitForAll(until: Clock.monotonicSeconds() + 30)
-            }
         }
-        // Exits queued the leftovers' SIGTERM and SIGKILL: wait for them to take effect.
-        let deadline = Clock.monotonicSeconds() + Supervisor.groupKillGrace + 5
-        while !state.withLock({ $0.groups.isEmpty }) && Clock.monotonicSeconds() < deadline {
-            Clock.sleep(seconds: 0.05)
+        // Exits queued their leftovers' SIGTERM and SIGKILL; none of those may land after the kill time.
+        let gone: (State) -> Bool = { $0.groups.isEmpty && $0.daemons.allSatisfy { $0.pid == nil } }
+        guard !waitUntil(terminateAt + killGrace, gone) else { return }
+        let running = remaining()
+        for (pid, spec) in running {
+            logger(for: spec).error("\(spec.worker) daemon \(spec.index) ignored SIGTERM; sending SIGKILL to it and its processes (pid \(pid))")
+        }
+        let groups = state.withLock { $0.groups.map(\.id) }
+        let leftovers = groups.filter { group in !running.contains { $0.0 == group } }
+        if !leftovers.isEmpty {
+            logger.error("processes of daemons that exited are still running at the kill time (process groups \(leftovers.map(String.init).joined(separator: ", "))); sending SIGKILL")
+        }
+        for group in groups where ProcessTable.groupExists(group) {
+            kill(-group, SIGKILL)
+        }
+        if !waitUntil(Clock.monotonicSeconds() + Supervisor.killSettle, gone) {
+            logger.error("processes still there \(Int(Supervisor.killSettle)) s after SIGKILL (process groups \(groups.map(String.init).joined(separator: ", "))); going on without them")
         }
     }
 
-    private func remaining() -> [(pid_t, DaemonSpec)] {
-        state.withLock { state in state.daemons.compactMap { daemon in daemon.pid.map { ($0, daemon.spec) } } }
+    /// How long processes get to vanish after SIGKILL before the drain goes on without them.
+    static let killSettle = 2.0
+
+    private func remaining() -> [(pid_t, DaemonSpec)] { state.withLock { Supervisor.running($0) } }
+
+    private static func running(_ state: State) -> [(pid_t, DaemonSpec)] {
+        state.daemons.compactMap { daemon in daemon.pid.map { ($0, daemon.spec) } }
     }
 
-    /// Polls until no daemon runs or the time passes; true when all have exited.
-    private func waitForAll(until deadline: Double) -> Bool {
+    /// Polls until `done` holds of the state or the time passes; true when it holds.
+    private func waitUntil(_ deadline: Double, _ done: (State) -> Bool) -> Bool {
         while true {
-            if remaining().isEmpty { return true }
+            if state.withLock({ done($0) }) { return true }
             if Clock.monotonicSeconds() >= deadline { return false }
             Clock.sleep(seconds: min(0.05, max(0, deadline - Clock.monotonicSeconds())))
         }

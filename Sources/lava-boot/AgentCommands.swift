@@ -1,6 +1,5 @@
 import LavaBoot
 import Logging
-import LavaAWS
 import ArgumentParser
 import LavaControl
 import LavaSystem
@@ -86,32 +85,18 @@ struct StopCommand: ParsableCommand {
                                        timeout: wait ? nil : ControlClient.defaultTimeout)
         } catch where error.code == .noAgent {
             // A terminating instance must not wait out its hook because no agent is left to drain.
-            guard let group, let hook else { throw error }
-            try StopCommand.completeWithoutAgent(group: group, hook: hook, instanceID: instanceID, token: token,
-                                                 global: global, logger: logger)
+            try completeWithoutAgent(logger: logger, otherwise: error)
             return
         }
         print(wait ? "stopped" : "stopping")
     }
 
-    /// CONTINUE retried for up to 10 minutes, with a heartbeat each minute meanwhile.
-    static func completeWithoutAgent(group: String, hook: String, instanceID: String?, token: String?,
-                                     global: GlobalOptions, logger: Logger) throws(LavaError) {
-        let environment = ProcessEnvironment.current()
-        let context = try AWSContext(environment: environment, region: global.region, profile: global.profile, logger: logger)
-        var known = instanceID
-        if known == nil { known = try context.imds?.instanceID() }
-        guard let id = known else {
-            throw LavaError(.invalidConfig, "no lava-boot agent is running and the instance id is unknown; pass --instance-id")
-        }
-        let autoScaling = AutoScalingClient(client: try context.client(.autoscaling))
-        logger.info("no lava-boot agent is running: completing the lifecycle action of group \(group), hook \(hook), instance \(id)")
-        let action = LifecycleAction(group: group, hook: hook, instanceID: id, token: token)
-        do {
-            try action.complete(with: autoScaling, until: Clock.monotonicSeconds() + 600, heartbeatEvery: 60, logger: logger)
-        } catch {
-            throw error.prefixed("completing the lifecycle action")
-        }
-        print("completed the lifecycle action of \(id) (group \(group), hook \(hook)): CONTINUE")
+    /// The action named, or else this instance's; `otherwise` when there is none.
+    private func completeWithoutAgent(logger: Logger, otherwise noAgent: LavaError) throws(LavaError) {
+        let overrides = LifecycleOverrides(group: group, hook: hook, token: token, instanceID: instanceID)
+        logger.info("no lava-boot agent is running: completing this instance's lifecycle action")
+        let lifecycle = try LifecycleSetup.make(global: global, logger: logger)
+        guard let action = try lifecycle.completeWithoutAgent(overrides, limit: 600, heartbeatInterval: 60) else { throw noAgent }
+        print("completed the lifecycle action of \(action.instanceID) (group \(action.group), hook \(action.hook)): CONTINUE")
     }
 }

@@ -138,6 +138,16 @@ enum LifecycleSetup {
         let environment = ProcessEnvironment.current()
         if case .file = source, (environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] ?? "").isEmpty { return nil }
         guard let imds = try? IMDSClient.fromEnvironment(environment, logger: logger) else { return nil }
+        return make(imds: imds, global: global, logger: logger)
+    }
+
+    /// For `stop` with no agent: IMDS unless it is turned off.
+    static func make(global: GlobalOptions, logger: Logger) throws(LavaError) -> Lifecycle {
+        make(imds: try IMDSClient.fromEnvironment(ProcessEnvironment.current(), logger: logger), global: global, logger: logger)
+    }
+
+    private static func make(imds: IMDSClient?, global: GlobalOptions, logger: Logger) -> Lifecycle {
+        let environment = ProcessEnvironment.current()
         let poll = environment["LAVA_BOOT_LIFECYCLE_POLL_SECONDS"].flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 5
         let (region, profile) = (global.region, global.profile)
         return Lifecycle(imds: imds, pollInterval: poll, logger: logger) { () throws(LavaError) in

@@ -21,16 +21,16 @@ import Testing
     }
 
     /// In group G with a launching hook L and a terminating hook H; `state` the instance's.
-    func group(state: String = "Pending:Wait", pendingHook: String? = "L") throws {
+    func group(state: String = "Pending:Wait", pendingHook: String? = "L", launchHeartbeatTimeout: Int = 3600) throws {
         let pending = pendingHook.map { #"[{"instance": "\#(FakeIMDS.instanceID)", "group": "G", "hook": "\#($0)"}]"# } ?? "[]"
-        try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "\#(state)"}}, "hooks": {"G": [{"name": "L", "transition": "autoscaling:EC2_INSTANCE_LAUNCHING"}, {"name": "H", "transition": "autoscaling:EC2_INSTANCE_TERMINATING"}]}, "pending": \#(pending)}}"#)
+        try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "\#(state)"}}, "hooks": {"G": [{"name": "L", "transition": "autoscaling:EC2_INSTANCE_LAUNCHING", "heartbeat_timeout": \#(launchHeartbeatTimeout)}, {"name": "H", "transition": "autoscaling:EC2_INSTANCE_TERMINATING"}]}, "pending": \#(pending)}}"#)
     }
 
     var environment: [String: String] { imds.agentEnvironment(home: fixture.directory.path) }
 
-    func boot(readyAfter: String = "2s", realm: String = "prod") throws -> RunningAgent {
+    func boot(readyAfter: String = "2s", realm: String = "prod", heartbeat: String = "0.5s") throws -> RunningAgent {
         try RunningAgent(["boot", fixture.source, realm, "core", "--realms-file", fixture.realmsFile, "--root", fixture.root,
-                          "--user-mode", "--stop-timeout", "30s", "--heartbeat-interval", "0.5s", "--ready-after", readyAfter],
+                          "--user-mode", "--stop-timeout", "30s", "--heartbeat-interval", heartbeat, "--ready-after", readyAfter],
                          environment: environment)
     }
 
@@ -53,6 +53,38 @@ import Testing
         #expect(heartbeatTimes.allSatisfy { $0 < completion["time"] as? Double ?? 0 }, "none after the completion")
         #expect(try imds.calls("CompleteLifecycleAction").count == 1)
         #expect(agent.stop() == .exited(0), "\(agent.log)")
+    }
+
+    /// The launching hook's own HeartbeatTimeout halves the interval, whatever the terminating hook's.
+    @Test func launchHeartbeatsKeepWithinTheLaunchingHooksTimeout() throws {
+        try group(launchHeartbeatTimeout: 2)
+        let agent = try boot(readyAfter: "5s", heartbeat: "30s")
+        #expect(waitUntil(timeout: 60) { ((try? imds.completions()) ?? []).count == 1 }, "\(agent.log)")
+        let heartbeats = try imds.calls("RecordLifecycleActionHeartbeat").filter { $0["status"] as? Int == 200 }
+        #expect(heartbeats.count >= 2, "about one a second until ready, not one per 30 s: \(heartbeats.count)")
+        #expect(heartbeats.allSatisfy { ($0["params"] as? [String: String])?["LifecycleHookName"] == "L" })
+        #expect(agent.stop() == .exited(0), "\(agent.log)")
+    }
+
+    /// A launch completion Auto Scaling keeps refusing is given up once a stop comes: the drain
+    /// goes ahead and completes the terminating action (SPEC §8a).
+    @Test(arguments: ["SIGTERM", "Terminated"])
+    func aStopEndsTheLaunchCompletionsRetries(_ stop: String) throws {
+        try group(pendingHook: "H")  // completing L answers "No active Lifecycle Action found"
+        let agent = try boot(readyAfter: "0s")
+        func launchTries() -> [Double] {
+            (((try? imds.calls("CompleteLifecycleAction")) ?? []).filter { ($0["params"] as? [String: String])?["LifecycleHookName"] == "L" })
+                .compactMap { $0["time"] as? Double }
+        }
+        #expect(waitUntil(timeout: 30) { launchTries().count >= 2 }, "retrying: \(agent.log)")
+        if stop == "SIGTERM" { agent.signal(SIGTERM) } else { try imds.targetState("Terminated") }
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "the drain does not wait out the launch completion's 300 s: \(agent.log)")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        let completions = try imds.completions()
+        #expect(completions.map { $0["hook"] as? String } == ["H"], "\(completions)")
+        let completedAt = completions.first?["time"] as? Double ?? 0
+        #expect(launchTries().allSatisfy { $0 < completedAt }, "no launch retry after the terminating completion")
+        #expect(waitUntil(timeout: 20) { nothingRunning() })
     }
 
     @Test(arguments: ["missing realm", "no package", "install failure", "scriptlet exit 1", "daemon exits early"])
@@ -121,13 +153,15 @@ import Testing
         #expect(agent.stop() == .exited(0))
     }
 
-    @Test func terminationDuringAWarmUpDrainsAndCompletesTheTerminatingAction() throws {
+    /// `Warmed:Terminated` (the pool lets a warm instance go) ends the wait as `Terminated` does.
+    @Test(arguments: ["Terminated", "Warmed:Terminated"])
+    func terminationDuringAWarmUpDrainsAndCompletesTheTerminatingAction(_ target: String) throws {
         try group(state: "Warmed:Pending:Wait")
         try imds.targetState("Warmed:Running")
         let agent = try boot()
         #expect(waitUntil(timeout: 30) { agent.log.contains("waiting for InService") }, "\(agent.log)")
         try imds.control(json: #"{"autoscaling": {"pending": [{"instance": "\#(FakeIMDS.instanceID)", "group": "G", "hook": "H"}]}}"#)
-        try imds.targetState("Terminated")
+        try imds.targetState(target)
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
         #expect(agent.status == .exited(0))
         #expect(try imds.completions().map { $0["hook"] as? String } == ["L", "H"])

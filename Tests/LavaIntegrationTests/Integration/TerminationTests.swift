@@ -148,8 +148,42 @@ import Testing
         #expect(stop.stdout.contains("completed the lifecycle action of \(FakeIMDS.instanceID)"), "\(stop.stdout)")
         #expect(try imds.completions().count == 1)
         try expectEverySignatureChecked()
+        try imds.control(json: #"{"autoscaling_reset": true}"#)
         let none = LavaBootBinary.run(["stop", "--root", fixture.root], environment: environment)
-        #expect(none.exitCode == 1, "nothing named, nothing running: an error")
+        #expect(none.exitCode == 1, "nothing named, in no group, nothing running: an error")
+    }
+
+    /// SPEC §8's lookups: the group's terminating hook, and the group itself when not named.
+    @Test(arguments: [["--auto-scaling-group-name", "G"], []])
+    func stopWithNoAgentFindsWhatIsNotNamed(_ named: [String]) throws {
+        try group()
+        let stop = LavaBootBinary.run(["stop", "--root", fixture.root] + named, environment: environment)
+        #expect(stop.exitCode == 0, "\(stop.stderr)")
+        #expect(stop.stdout.contains("completed the lifecycle action of \(FakeIMDS.instanceID) (group G, hook H)"), "\(stop.stdout)")
+        #expect(try imds.completions().map { $0["hook"] as? String } == ["H"])
+        try expectEverySignatureChecked()
+    }
+
+    /// The drain's first steps need no answer from Auto Scaling: the instance joined its group
+    /// after boot, and the lookup at the trigger is held unanswered until the daemon heard the stop.
+    @Test func theDaemonsHearTheStopBeforeTheLifecycleLookupsAnswer() throws {
+        try group(inGroup: false)
+        realm()
+        let agent = try boot()
+        let worker = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "Terminating:Wait"}}}, "autoscaling_hold": ["DescribeAutoScalingInstances"]}"#)
+        agent.signal(SIGTERM)
+        func held() -> Int { ((try? imds.counters()["autoscaling_held"] as? Int) ?? nil) ?? 0 }
+        let heard = waitUntil(timeout: 20) { worker.signals.contains("HUP") }
+        let looking = waitUntil(timeout: 20) { held() >= 1 }
+        try imds.control(json: #"{"autoscaling_hold": []}"#)
+        #expect(heard, "SIGHUP sent while DescribeAutoScalingInstances went unanswered: \(agent.log)")
+        #expect(looking, "the group was looked up at the trigger: \(agent.log)")
+        #expect(worker.signals == ["nodispatch", "HUP"], "\(worker.signals)")
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0))
+        #expect(try imds.completions().map { $0["hook"] as? String } == ["H"], "the action found once the answer came")
     }
 
     @Test func imdsFailingForAWhileIsNoTrigger() throws {
@@ -210,6 +244,23 @@ import Testing
         agent.signal(SIGTERM)
         #expect(waitUntil(timeout: 60) { agent.status != nil })
         #expect(try imds.calls("RecordLifecycleActionHeartbeat").count >= 2, "a heartbeat each second of the 4 s drain")
+    }
+
+    /// The limits of a hook found only at the trigger count as well as those of one found at boot.
+    @Test func aHookFoundAtTheTriggerShortensTheHeartbeatInterval() throws {
+        try group(heartbeatTimeout: 2, inGroup: false)
+        realm(drainSeconds: 5)
+        let agent = try boot(heartbeat: "30s")
+        _ = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        let stop = LavaBootBinary.run(["stop", "--root", fixture.root, "--wait", "--auto-scaling-group-name", "G"], environment: environment)
+        #expect(stop.exitCode == 0, "\(stop.stderr)")
+        #expect(waitUntil(timeout: 30) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0))
+        #expect(agent.log.contains("sending every 1 s"), "\(agent.log)")
+        let heartbeats = try imds.calls("RecordLifecycleActionHeartbeat").filter { $0["status"] as? Int == 200 }
+        #expect(heartbeats.count >= 2, "about one a second through the 5 s drain, not one per 30 s: \(heartbeats.count)")
+        #expect(try imds.completions().map { $0["hook"] as? String } == ["H"])
     }
 
     @Test func credentialsRotatedMidDrainAreRefreshed() throws {

@@ -54,8 +54,11 @@ Control (no token needed):
                                       that action ("*": any) get that awsQuery error (status default 500,
                                       code InternalFailure), in the order armed; checked after the
                                       signature, and a faulted call changes no state
-    {"autoscaling_reset": true}       forgets instances, hooks, pending actions, faults, calls, completions
-                                      and reject_old_keys (applied before the other keys of that request)
+    {"autoscaling_hold": ["DescribeAutoScalingInstances", ...]}
+                                      calls of these actions wait unanswered, before any check, until
+                                      a later request holds them no more ({"autoscaling_hold": []})
+    {"autoscaling_reset": true}       forgets instances, hooks, pending actions, faults, calls, completions,
+                                      holds and reject_old_keys (applied before the other keys of that request)
   GET /__control__  counters: {"token_puts", "token_ttls": [...], "bad_token_puts",
     "gets_with_token", "gets_without_token", "unauthorized", "failures_served",
     "credential_fetches", "access_keys_served": [...], "requests": [{"method", "path"}, ...],
@@ -63,6 +66,7 @@ Control (no token needed):
         "monotonic": time.monotonic(), "access_key_id", "signature_ok", "status", "code" (null on 200),
         "injected": true for an armed fault}, ...]   (every Auto Scaling call, refused ones included),
     "completions": [{"instance", "group", "hook", "result", "token" (as sent, or null), "time"}, ...],
+    "autoscaling_held": the calls waiting on a hold now,
     "autoscaling": {"instances", "hooks", "pending" (each with "heartbeats", "last_heartbeat")}
         (the state as set, defaults filled in), "autoscaling_faults": [...still armed],
     "reject_old_keys"}
@@ -135,6 +139,8 @@ def random_text(alphabet, length):
 class State:
     def __init__(self, args):
         self.lock = threading.Lock()
+        self.hold_changed = threading.Condition(self.lock)
+        self.held_waiting = 0
         self.region = args.region
         self.instance_id = args.instance_id
         self.role = args.role
@@ -172,6 +178,7 @@ class State:
         self.as_calls = []
         self.completions = []
         self.reject_old_keys = False
+        self.held_actions = set()
 
     def know_key(self, access_key_id, secret, token):
         entry = self.known_keys.setdefault(access_key_id, {"secret": secret, "tokens": set()})
@@ -235,6 +242,10 @@ class State:
             self.reject_old_keys = bool(request["reject_old_keys"])
         if "autoscaling" in request:
             self.control_autoscaling(request["autoscaling"])
+        if "autoscaling_hold" in request:
+            self.held_actions = {str(action) for action in request["autoscaling_hold"] or []}
+        # Held calls no longer held go on.
+        self.hold_changed.notify_all()
         for fault in request.get("autoscaling_faults") or []:
             self.as_faults.append({"action": str(fault["action"]), "count": int(fault.get("count", 1)),
                                    "status": int(fault.get("status", 500)),
@@ -316,7 +327,8 @@ class State:
         answer = dict(self.counters, autoscaling_calls=self.as_calls, completions=self.completions,
                       autoscaling={"instances": self.as_instances, "hooks": self.as_hooks,
                                    "pending": self.as_pending},
-                      autoscaling_faults=self.as_faults, reject_old_keys=self.reject_old_keys)
+                      autoscaling_faults=self.as_faults, reject_old_keys=self.reject_old_keys,
+                      autoscaling_held=self.held_waiting)
         return json.loads(json.dumps(answer))
 
 
@@ -585,6 +597,10 @@ class Handler(BaseHTTPRequestHandler):
         request_id = str(uuid.uuid4())
         injected = False
         with STATE.lock:
+            if action in STATE.held_actions:
+                STATE.held_waiting += 1
+                STATE.hold_changed.wait_for(lambda: action not in STATE.held_actions)
+                STATE.held_waiting -= 1
             verdict = sigv4_check.verify(self.command, self.path, list(self.headers.items()), body, STATE.region,
                                          "autoscaling", STATE.credentials_for, max_skew=AS_MAX_SKEW)
             if not verdict.ok:
