@@ -182,15 +182,21 @@ import Testing
         #expect(agent.stop() == .exited(0), "\(agent.log)")
     }
 
-    /// A scriptlet's group gets SIGKILL 10 s after the timeout's SIGTERM, even once the
-    /// scriptlet itself has exited: a child that ignores SIGTERM does not outlive it.
-    @Test func aScriptletsChildIgnoringSIGTERMIsKilledAfterTheTimeout() throws {
+    /// A boot whose scriptlet `10-slow.sh` starts a child that ignores SIGTERM, then sleeps; the
+    /// child's pid is written to `pidFile`.
+    func bootWithAStubbornChild(_ extra: [String] = []) throws -> (agent: RunningAgent, records: String, pidFile: String) {
         fixture.workerBundle("8.2.0")
         let records = fixture.recordDirectory()
         realm(records: records)
         let pidFile = fixture.directory.sub("stubborn.pid")
         fixture.scriptlet("10-slow.sh", "(trap '' TERM; while true; do sleep 0.2; done) &\necho $! > \(pidFile)\nsleep 600\n")
-        let agent = try boot(["--script-timeout", "1s"])
+        return (try boot(extra), records, pidFile)
+    }
+
+    /// A scriptlet's group gets SIGKILL 10 s after the timeout's SIGTERM, even once the
+    /// scriptlet itself has exited: a child that ignores SIGTERM does not outlive it.
+    @Test func aScriptletsChildIgnoringSIGTERMIsKilledAfterTheTimeout() throws {
+        let (agent, records, pidFile) = try bootWithAStubbornChild(["--script-timeout", "1s"])
         #expect(waitUntil(timeout: 60) { WorkerRecord.all(in: records).count == 1 }, "the boot goes on: \(agent.log)")
         #expect(agent.log.contains("10-slow.sh timed out"), "\(agent.log)")
         let child = FaultTests.pid(in: pidFile)
@@ -221,11 +227,7 @@ import Testing
     /// The agent stopped during a scriptlet leaves no member of its group running: one that
     /// ignores SIGTERM gets the SIGKILL 10 s later, before the agent exits.
     @Test func aStopDuringAScriptletKillsWhatIgnoresSIGTERMBeforeTheAgentExits() throws {
-        fixture.workerBundle("8.2.0")
-        realm(records: fixture.recordDirectory())
-        let pidFile = fixture.directory.sub("stubborn.pid")
-        fixture.scriptlet("10-long.sh", "(trap '' TERM; while true; do sleep 0.2; done) &\necho $! > \(pidFile)\nsleep 600\n")
-        let agent = try boot()
+        let (agent, _, pidFile) = try bootWithAStubbornChild()
         #expect(waitUntil(timeout: 30) { FaultTests.pid(in: pidFile) > 0 }, "\(agent.log)")
         let child = FaultTests.pid(in: pidFile)
         try #require(child > 0)

@@ -31,7 +31,11 @@ final class RunningAgent: Sendable {
     deinit {
         if status == nil {
             kill(pid, SIGTERM)
-            if !waitUntil(timeout: 15, { self.status != nil }) { kill(-pid, SIGKILL) }
+            if !waitUntil(timeout: 15, { self.status != nil }) {
+                // Its daemons lead process groups of their own: a failed test takes them down too.
+                for child in RunningAgent.children(of: pid) { kill(-child, SIGKILL) }
+                kill(-pid, SIGKILL)
+            }
         }
         _ = waitUntil(timeout: 5) { self.status != nil }
         try? Files.removeTree(directory)
@@ -50,13 +54,21 @@ final class RunningAgent: Sendable {
         return status
     }
 
-    /// Zombie children of the agent right now.
-    func zombies() -> [pid_t] {
+    /// Processes whose parent is `parent` right now.
+    static func children(of parent: pid_t) -> [pid_t] {
         ((try? Files.list("/proc")) ?? nil ?? []).compactMap { Int32($0) }.filter { child in
             guard let stat = (try? Files.readText("/proc/\(child)/stat")) ?? nil,
                   let close = stat.lastIndex(of: ")") else { return false }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 2 && fields[0] == "Z" && Int32(fields[1]) == pid
+            return fields.count > 2 && Int32(fields[1]) == parent
+        }
+    }
+
+    /// Zombie children of the agent right now.
+    func zombies() -> [pid_t] {
+        RunningAgent.children(of: pid).filter { child in
+            let stat = ((try? Files.readText("/proc/\(child)/stat")) ?? nil) ?? ""
+            return stat.lastIndex(of: ")").map { stat[stat.index($0, offsetBy: 2)...].hasPrefix("Z") } ?? false
         }
     }
 }
