@@ -235,7 +235,7 @@ public struct Installer: Sendable {
         let base = root.path(imageBase)
         let scratch = try Files.makePrivateDirectory(prefix: "lava-boot")
         defer { try? Files.removeTree(scratch) }
-        // install.sh takes the bundle as a file: a remote one is downloaded next to it first.
+        // install.sh takes the bundle as a file: a remote one is downloaded next to it, once.
         let bundlePath: String
         if let local = area.localPath(selected.object.key) {
             bundlePath = local
@@ -244,7 +244,8 @@ public struct Installer: Sendable {
             try download(selected, to: bundlePath)
         }
         let script = Paths.join(scratch, "install.sh")
-        try extractInstallScript(selected, to: Directory.open(trusted: scratch), "install.sh")
+        try extractInstallScript(from: FileObjectStream(opening: bundlePath), named: area.displayName(selected.object.key),
+                                 to: Directory.open(trusted: scratch), "install.sh")
         _ = try root.openDirectory(imageBase, create: true)
         let request = SpawnRequest(executable: script, arguments: ["-c", "-d", base, bundlePath],
                                    environment: ["PATH=\(root.path("/usr/local/bin")):/usr/bin:/bin", "HOME=\(scratch)"],
@@ -261,9 +262,9 @@ public struct Installer: Sendable {
 
     /// `install.sh` at the top of the bundle or inside its single top directory, streamed to
     /// `name` in `directory` like any other entry.
-    private func extractInstallScript(_ selected: SelectedPackage, to directory: borrowing Directory, _ name: String) throws(LavaError) {
-        let stream = try area.open(selected.object.key)
-        let reader = try ArchiveReader(stream: stream, displayName: area.displayName(selected.object.key)) { _ in }
+    private func extractInstallScript(from bundle: any ByteStream, named displayName: String, to directory: borrowing Directory,
+                                      _ name: String) throws(LavaError) {
+        let reader = try ArchiveReader(stream: bundle, displayName: displayName) { _ in }
         while let entry = try reader.nextEntry() {
             guard let path = entry.entryPathname else { continue }
             let parts = path.split(separator: "/").filter { $0 != "." }
@@ -273,7 +274,7 @@ public struct Installer: Sendable {
             _ = try SafeExtractor.copyData(reader, to: file)
             return
         }
-        throw LavaError(.install, "\(area.displayName(selected.object.key)) holds no install.sh; use --installer native for lava ≥ 8.0")
+        throw LavaError(.install, "\(displayName) holds no install.sh; use --installer native for lava ≥ 8.0")
     }
 
     private func download(_ selected: SelectedPackage, to path: String) throws(LavaError) {
