@@ -76,12 +76,11 @@ public struct Installer: Sendable {
         let stem = selected.name.stem
         let releasesPath = root.path("\(Installer.lavaHome)/releases")
         let final = Paths.join(releasesPath, stem)
-        let marker = InstallMarker(key: selected.object.key, etag: selected.object.etag, size: selected.object.size)
         let release = InstalledRelease(package: selected.name, kind: .native, path: final, reused: true,
                                        workerExecutable: Paths.join(final, ".boot/bin/lava-worker"))
         let releases = try root.openDirectory("\(Installer.lavaHome)/releases", create: true)
-        if let existing = try? releases.openDirectory(stem), InstallMarker.read(existing) == marker {
-            logger.info("\(stem) is already installed from the same object; reusing it")
+        if let boot = try? releases.openDirectory("\(stem)/.boot"),
+           isInstalled(selected, InstallMarker.read(boot, InstallMarker.fileName)) {
             return release
         }
         // Under the install lock every partial tree is one an install that died left behind.
@@ -96,7 +95,7 @@ public struct Installer: Sendable {
             try Installer.requireWorker(partial, stem: stem)
             let boot = try partial.openDirectory(".boot", create: true)
             try linkExecutables(partial, into: boot.openDirectory("bin", create: true))
-            try boot.writeFileAtomically(InstallMarker.fileName, Array(marker.json.utf8))
+            try InstallMarker(selected.object).write(to: boot, InstallMarker.fileName)
             try moveIntoPlace(releases, partialName, stem)
             logger.info("installed \(stem): \(summary.files) files, \(summary.directories) directories, \(summary.links) links, \(formatBytes(summary.bytes))")
         } catch {
@@ -108,12 +107,24 @@ public struct Installer: Sendable {
         return installed
     }
 
+    /// Does `recorded` name the selected object (key, ETag, size)? Says so when it does.
+    private func isInstalled(_ selected: SelectedPackage, _ recorded: InstallMarker?) -> Bool {
+        guard recorded == InstallMarker(selected.object) else { return false }
+        logger.info("\(selected.name.stem) is already installed from the same object; reusing it")
+        return true
+    }
+
     /// A native release runs `bin/lava-worker`: without one it must not become `current`.
     static func requireWorker(_ release: borrowing Directory, stem: String) throws(LavaError) {
-        guard let info = release.status("bin/lava-worker", followingLinks: true),
-              (info.st_mode & S_IFMT) == FileType.regular, info.st_mode & 0o111 != 0 else {
+        guard hasWorker(release) else {
             throw LavaError(.install, "the bundle has no executable bin/lava-worker; refusing to install \(stem)")
         }
+    }
+
+    /// Is there an executable `bin/lava-worker` below `directory` (a release, or a bundle's BASE)?
+    static func hasWorker(_ directory: borrowing Directory) -> Bool {
+        guard let info = directory.status("bin/lava-worker", followingLinks: true) else { return false }
+        return (info.st_mode & S_IFMT) == FileType.regular && info.st_mode & 0o111 != 0
     }
 
     private func extract(_ selected: SelectedPackage, into directory: borrowing Directory) throws(LavaError) -> ExtractionSummary {
@@ -233,9 +244,24 @@ public struct Installer: Sendable {
     func installWithScript(_ selected: SelectedPackage) throws(LavaError) -> InstalledRelease {
         let imageBase = selected.name.version.isOlder(than: 8, 0) ? "/usr/local" : Installer.lavaHome
         let base = root.path(imageBase)
+        var release = InstalledRelease(package: selected.name, kind: .bundle, path: base, reused: true,
+                                       workerExecutable: Paths.join(base, "bin/lava-worker"))
+        let baseDirectory = try root.openDirectory(imageBase, create: true)
+        // What install.sh put in each BASE is recorded in `/opt/lava/.boot/`: `.boot` is the name
+        // lava-boot keeps for its own records (no bundle may bring one, and install.sh lays out
+        // the bundle's tree), and native releases live apart, in `releases/`.
+        let markers = try root.openDirectory("\(Installer.lavaHome)/.boot/bundle-installs\(imageBase)", create: true)
+        let markerName = "\(selected.name.stem).json"
+        if Installer.hasWorker(baseDirectory), isInstalled(selected, InstallMarker.read(markers, markerName)) {
+            return release
+        }
+        // install.sh overwrites whatever an earlier one put in BASE, for this release or another:
+        // no marker there stays true, and none may survive a failed run.
+        for name in try markers.names() { try markers.remove(name) }
+
         let scratch = try Files.makePrivateDirectory(prefix: "lava-boot")
         defer { try? Files.removeTree(scratch) }
-        // install.sh takes the bundle as a file: a remote one is downloaded next to it first.
+        // install.sh takes the bundle as a file: a remote one is downloaded next to it, once.
         let bundlePath: String
         if let local = area.localPath(selected.object.key) {
             bundlePath = local
@@ -244,8 +270,8 @@ public struct Installer: Sendable {
             try download(selected, to: bundlePath)
         }
         let script = Paths.join(scratch, "install.sh")
-        try extractInstallScript(selected, to: Directory.open(trusted: scratch), "install.sh")
-        _ = try root.openDirectory(imageBase, create: true)
+        try extractInstallScript(from: FileObjectStream(opening: bundlePath), named: area.displayName(selected.object.key),
+                                 to: Directory.open(trusted: scratch), "install.sh")
         let request = SpawnRequest(executable: script, arguments: ["-c", "-d", base, bundlePath],
                                    environment: ["PATH=\(root.path("/usr/local/bin")):/usr/bin:/bin", "HOME=\(scratch)"],
                                    workingDirectory: scratch)
@@ -255,15 +281,16 @@ public struct Installer: Sendable {
         guard result.status.isSuccess else {
             throw LavaError(.install, "install.sh failed (\(result.timedOut ? "timed out, " : "")\(result.status)); see its output above")
         }
-        let worker = root.path(selected.name.version.isOlder(than: 8, 0) ? "/usr/local/bin/lava-worker" : "\(Installer.lavaHome)/bin/lava-worker")
-        return InstalledRelease(package: selected.name, kind: .bundle, path: base, reused: false, workerExecutable: worker)
+        try InstallMarker(selected.object).write(to: markers, markerName)
+        release.reused = false
+        return release
     }
 
     /// `install.sh` at the top of the bundle or inside its single top directory, streamed to
     /// `name` in `directory` like any other entry.
-    private func extractInstallScript(_ selected: SelectedPackage, to directory: borrowing Directory, _ name: String) throws(LavaError) {
-        let stream = try area.open(selected.object.key)
-        let reader = try ArchiveReader(stream: stream, displayName: area.displayName(selected.object.key)) { _ in }
+    private func extractInstallScript(from bundle: any ByteStream, named displayName: String, to directory: borrowing Directory,
+                                      _ name: String) throws(LavaError) {
+        let reader = try ArchiveReader(stream: bundle, displayName: displayName) { _ in }
         while let entry = try reader.nextEntry() {
             guard let path = entry.entryPathname else { continue }
             let parts = path.split(separator: "/").filter { $0 != "." }
@@ -273,7 +300,7 @@ public struct Installer: Sendable {
             _ = try SafeExtractor.copyData(reader, to: file)
             return
         }
-        throw LavaError(.install, "\(area.displayName(selected.object.key)) holds no install.sh; use --installer native for lava ≥ 8.0")
+        throw LavaError(.install, "\(displayName) holds no install.sh; use --installer native for lava ≥ 8.0")
     }
 
     private func download(_ selected: SelectedPackage, to path: String) throws(LavaError) {
@@ -282,7 +309,7 @@ public struct Installer: Sendable {
     }
 }
 
-/// What a native release was installed from, so a reboot reuses it instead of downloading again.
+/// What a release was installed from, so a reboot reuses it instead of downloading again.
 struct InstallMarker: Equatable {
     var key: String
     var etag: String?
@@ -294,14 +321,25 @@ struct InstallMarker: Equatable {
         return JSONValue.object(members).serialized(pretty: true) + "\n"
     }
 
-    /// `.boot/source.json` in the release.
+    /// A native release's marker: `.boot/source.json` in the release.
     static let fileName = "source.json"
 
-    static func read(_ release: borrowing Directory) -> InstallMarker? {
-        guard let boot = try? release.openDirectory(".boot"), let bytes = boot.readFile(fileName, limit: 1 << 16), let json = try? JSONValue(parsing: bytes),
+    /// The marker `name` in `directory`, or nil when it is missing or unreadable.
+    static func read(_ directory: borrowing Directory, _ name: String) -> InstallMarker? {
+        guard let bytes = directory.readFile(name, limit: 1 << 16), let json = try? JSONValue(parsing: bytes),
               let key = json["key"]?.stringValue, case .number(let sizeText)? = json["size"], let size = Int64(sizeText) else {
             return nil
         }
         return InstallMarker(key: key, etag: json["etag"]?.stringValue, size: size)
+    }
+
+    func write(to directory: borrowing Directory, _ name: String) throws(LavaError) {
+        try directory.writeFileAtomically(name, Array(json.utf8))
+    }
+}
+
+extension InstallMarker {
+    init(_ object: ObjectInfo) {
+        self.init(key: object.key, etag: object.etag, size: object.size)
     }
 }

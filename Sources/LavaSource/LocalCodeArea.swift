@@ -43,27 +43,27 @@ public struct LocalCodeArea: CodeArea {
     }
 
     public func open(_ key: String) throws(LavaError) -> any ByteStream {
-        let path = Paths.join(root, key)
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw .errno("open", path) }
-        return FileObjectStream(fd: fd, path: path)
+        try FileObjectStream(opening: Paths.join(root, key))
     }
 
     public func localPath(_ key: String) -> String? { Paths.join(root, key) }
 }
 
-final class FileObjectStream: ByteStream {
+/// A file on local disk, read front to back: a local code area's object, or a downloaded one.
+public final class FileObjectStream: ByteStream {
     private let fd: Int32
     private let path: String
 
-    init(fd: Int32, path: String) {
+    public init(opening path: String) throws(LavaError) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .errno("open", path) }
         self.fd = fd
         self.path = path
     }
 
     deinit { close(fd) }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws(LavaError) -> Int {
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(LavaError) -> Int {
         let n = Files.retryingEINTR { Glibc.read(fd, buffer.baseAddress, buffer.count) }
         if n < 0 { throw .errno("read", path) }
         return n

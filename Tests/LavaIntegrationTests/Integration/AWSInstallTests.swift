@@ -101,6 +101,32 @@ import Testing
         #expect(Files.exists(release + "/lib/lava/noise.txt"))
     }
 
+    /// An install.sh bundle from S3 is fetched with one GET (install.sh comes out of the copy
+    /// install.sh is given), and a reboot with the same object fetches nothing and runs nothing.
+    @Test func aBundleInstallFetchesTheObjectOnceAndAReinstallNotAtAll() throws {
+        let path = fixture.directory.sub("upload/lava-7.9.0.tar.bz2")
+        TestBundle.write(path, TestBundle.recordingInstallScript("7.9.0"))
+        let key = "prod/_dist_/pkg/amzn2023/lava-7.9.0.tar.bz2"
+        try moto.putObject(bucket: bucket, key: key, bytes: try #require(try Files.read(path)))
+        func bundleGets() throws -> Int {
+            let log = try proxy.counters()["log"] as? [[String: Any]] ?? []
+            return log.filter { $0["method"] as? String == "GET" && ($0["path"] as? String)?.hasPrefix("/\(bucket)/\(key)") == true }.count
+        }
+        let runs = fixture.root + "/usr/local/install-runs"
+
+        let first = install()
+        #expect(first.exitCode == 0, "\(first.stderr)")
+        #expect(try Files.readText(runs) == "7.9.0\n")
+        #expect(try bundleGets() == 1, "one GET of the bundle")
+
+        _ = try proxy.setFaults(json: #"{"reset": true}"#)
+        let second = install()
+        #expect(second.exitCode == 0, "\(second.stderr)")
+        #expect(second.stdout.contains("reused    lava-7.9.0.tar.bz2"), "\(second.stdout)")
+        #expect(try Files.readText(runs) == "7.9.0\n", "install.sh is not run again")
+        #expect(try bundleGets() == 0)
+    }
+
     @Test func aCutDownloadResumesWithRangeAndIfMatch() throws {
         try upload("8.2.0", padding: 1_200_000)
         _ = try proxy.setFaults(json: #"{"cut_get_after_bytes": 200000, "cut_count": 2}"#)

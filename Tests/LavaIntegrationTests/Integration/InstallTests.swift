@@ -243,6 +243,89 @@ import Testing
         #expect(try Files.readText(fixture.root + "/opt/lava/install-args")?.contains("\(fixture.root)/opt/lava\n") == true)
     }
 
+    /// What the recording install.sh of `TestBundle.recordingInstallScript` wrote under BASE.
+    func installRuns(_ base: String) -> [String] {
+        ((try? Files.readText(fixture.root + base + "/install-runs")) ?? nil)?.split(separator: "\n").map(String.init) ?? []
+    }
+
+    /// A reboot installs a bundle again only when something changed (SPEC §6): the same object,
+    /// with its worker in place, is reused without running install.sh; a changed object, a
+    /// missing worker, or another release's install.sh run in the same BASE meanwhile runs it again.
+    @Test(arguments: [false, true])
+    func bundleInstallIsReusedUntilSomethingChanges(forced: Bool) throws {
+        let (version, older, base) = forced ? ("8.2.0", "8.1.0", "/opt/lava") : ("7.9.0", "7.8.0", "/usr/local")
+        let stem = forced ? name(version) : "lava-\(version)", file = stem + ".tar.bz2"
+        let options = forced ? ["--installer", "bundle"] : []
+        fixture.bundle(file, TestBundle.recordingInstallScript(version))
+        pin(version)
+        let first = install(options)
+        #expect(first.exitCode == 0, "\(first.stderr)")
+        #expect(installRuns(base) == [version])
+
+        let again = install(options)
+        #expect(again.exitCode == 0, "\(again.stderr)")
+        #expect(installRuns(base) == [version], "install.sh is not run again for the same object")
+        #expect(again.stdout.contains("reused    \(file) -> \(fixture.root)\(base)"), "\(again.stdout)")
+        #expect(again.stderr.contains("\(stem) is already installed from the same object; reusing it"), "\(again.stderr)")
+
+        // Different content: a different size, so a different object.
+        let path = fixture.area + "/_dist_/pkg/amzn2023/" + file
+        let size = try #require(try Files.read(path)).count
+        fixture.bundle(file, TestBundle.recordingInstallScript(version, extra: [.file("NEWS", String(repeating: "rebuilt\n", count: 100))]))
+        try #require(try Files.read(path)?.count != size)
+        let changed = install(options)
+        #expect(changed.exitCode == 0, "\(changed.stderr)")
+        #expect(changed.stdout.contains("installed \(file)"), "\(changed.stdout)")
+        #expect(installRuns(base) == [version, version])
+
+        unlink(fixture.root + base + "/bin/lava-worker")
+        #expect(install(options).exitCode == 0)
+        #expect(installRuns(base) == [version, version, version], "a missing worker is installed again")
+
+        // Another release's install.sh overwrote BASE: the first one's is no longer there to reuse.
+        let olderFile = forced ? name(older) + ".tar.bz2" : "lava-\(older).tar.bz2"
+        fixture.bundle(olderFile, TestBundle.recordingInstallScript(older))
+        pin(older)
+        #expect(install(options).exitCode == 0)
+        pin(version)
+        #expect(install(options).exitCode == 0)
+        #expect(installRuns(base) == [version, version, version, older, version])
+    }
+
+    /// A failed install.sh leaves no record of an install, and removes the one an earlier
+    /// success left in its BASE: the next try runs install.sh again.
+    @Test func failedInstallScriptIsRunAgainNextTime() throws {
+        let markers = fixture.root + "/opt/lava/.boot/bundle-installs/usr/local"
+        fixture.bundle("lava-7.9.0.tar.bz2", TestBundle.recordingInstallScript("7.9.0"))
+        pin("7.9.0")
+        fixture.directory.write("root/usr/local/fail", "")
+        let failed = install()
+        #expect(failed.exitCode == 1)
+        #expect(failed.stderr.contains("install.sh of 7.9.0 failing"), "\(failed.stderr)")
+        #expect(try Files.list(markers) ?? [] == [], "no marker after a failed install.sh")
+
+        unlink(fixture.root + "/usr/local/fail")
+        let retried = install()
+        #expect(retried.exitCode == 0, "\(retried.stderr)")
+        #expect(installRuns("/usr/local") == ["7.9.0", "7.9.0"])
+        #expect(try Files.list(markers) == ["lava-7.9.0.json"])
+        #expect(install().stdout.contains("reused    lava-7.9.0.tar.bz2"))
+        #expect(installRuns("/usr/local") == ["7.9.0", "7.9.0"])
+
+        // Another release's install.sh fails halfway through BASE: 7.9.0's record goes with it.
+        fixture.bundle("lava-7.8.0.tar.bz2", TestBundle.recordingInstallScript("7.8.0"))
+        pin("7.8.0")
+        fixture.directory.write("root/usr/local/fail", "")
+        #expect(install().exitCode == 1)
+        #expect(try Files.list(markers) ?? [] == [])
+        unlink(fixture.root + "/usr/local/fail")
+        pin("7.9.0")
+        let back = install()
+        #expect(back.exitCode == 0, "\(back.stderr)")
+        #expect(back.stdout.contains("installed lava-7.9.0.tar.bz2"), "\(back.stdout)")
+        #expect(installRuns("/usr/local") == ["7.9.0", "7.9.0", "7.8.0", "7.9.0"])
+    }
+
     @Test func failingInstallScriptFailsTheInstall() {
         fixture.bundle("lava-7.9.0.tar.bz2", [.file("install.sh", "#!/bin/sh\necho broken >&2\nexit 3\n", mode: 0o755)])
         pin("7.9.0")

@@ -101,6 +101,19 @@ enum TestBundle {
             .hardlink("lib/lava/same.py", target: "lib/lava/version.py"),
         ]
     }
+
+    /// A bundle for the install.sh installer: its `install.sh -c -d BASE BUNDLE` appends `label`
+    /// to `BASE/install-runs` on every run, then fails while `BASE/fail` exists, else puts an
+    /// executable `BASE/bin/lava-worker` in place.
+    static func recordingInstallScript(_ label: String, extra: [BundleEntry] = []) -> [BundleEntry] {
+        let script = """
+        #!/bin/sh
+        echo \(label) >> "$3/install-runs"
+        if [ -e "$3/fail" ]; then echo "install.sh of \(label) failing" >&2; exit 3; fi
+        mkdir -p "$3/bin" && printf '#!/bin/sh\\necho \(label)\\n' > "$3/bin/lava-worker" && chmod 755 "$3/bin/lava-worker"
+        """
+        return [.file("install.sh", script, mode: 0o755)] + extra
+    }
 }
 
 enum LavaBootBinary {
