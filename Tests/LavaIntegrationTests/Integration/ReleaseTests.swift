@@ -178,6 +178,21 @@ import Testing
         #expect(errors.count == newer.count, "\(output)")
     }
 
+    /// SPEC §12: systemd's stop reaches the agent alone (it drains the workers itself) and waits
+    /// longer than the largest drain budget (stop_minutes <= 720).
+    @Test func theUnitLetsADrainFinish() throws {
+        let unit = try #require(try Files.readText(ReleaseTests.root + "/boot/lava-boot.service"))
+        let settings = Dictionary(unit.split(separator: "\n").compactMap { line -> (String, String)? in
+            let parts = line.split(separator: "=", maxSplits: 1)
+            return parts.count == 2 && !line.hasPrefix("#") ? (String(parts[0]), String(parts[1])) : nil
+        }, uniquingKeysWith: { $1 })
+        #expect(settings["KillMode"] == "mixed")
+        #expect(settings["KillSignal"] ?? "SIGTERM" == "SIGTERM")
+        let timeout = try #require(settings["TimeoutStopSec"])
+        let minutes = timeout.hasSuffix("min") ? Int(timeout.dropLast(3)) : Int(timeout).map { $0 / 60 }
+        #expect((minutes ?? 0) > 720, "TimeoutStopSec=\(timeout)")
+    }
+
     @Test(arguments: ["ami/provision.sh", "boot/user-data.sh", "packaging/build-release.sh", "packaging/check-binary.sh"])
     func scriptParsesAndPassesShellcheck(_ script: String) {
         let parse = ReleaseTests.run("bash", ["-n", ReleaseTests.root + "/" + script])
