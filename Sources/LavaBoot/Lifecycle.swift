@@ -135,11 +135,18 @@ public final class Lifecycle: Sendable {
         func persistently<T>(_ what: String, _ call: () throws(LavaError) -> T) throws(LavaError) -> T {
             try self.persistently(what, until: deadline, stoppingOn: trigger, call)
         }
-        if let target = (try? imds?.get(Lifecycle.targetStatePath))?.map(Lifecycle.trimmed) {
-            update { $0.targetState = target }
-            logger.info("target lifecycle state at boot: \(target)")
-        }
         do throws(LavaError) {
+            // Only IMDS's answer (a 404 too) tells a warm-up from a normal boot.
+            do throws(LavaError) {
+                if let imds, let target = try persistently("reading the target lifecycle state", { () throws(LavaError) in
+                    try imds.get(Lifecycle.targetStatePath)
+                }).map(Lifecycle.trimmed) {
+                    update { $0.targetState = target }
+                    logger.info("target lifecycle state at boot: \(target)")
+                }
+            } catch where error.code != .stopped {
+                logger.warning("cannot read the target lifecycle state: \(error.message); a normal boot, not a warm-up")
+            }
             let autoScaling = try persistently("making the Auto Scaling client", autoScaling)
             guard let instanceID = try persistently("reading the instance id", { () throws(LavaError) in try imds?.instanceID() }) else {
                 return logger.warning("IMDS has no instance id; no lifecycle calls")

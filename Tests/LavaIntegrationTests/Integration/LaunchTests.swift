@@ -214,4 +214,21 @@ import Testing
         #expect(WorkerRecord.all(in: records).isEmpty, "nothing started")
         #expect(try imds.completions().isEmpty)
     }
+
+    /// An IMDS outage at boot does not turn a warm-up into a normal boot: only IMDS's answer
+    /// decides (SPEC §8a, §14).
+    @Test func aWarmUpBootWaitsForIMDSToTellItsTargetState() throws {
+        try group(state: "Warmed:Pending:Wait")
+        try imds.targetState("Warmed:Stopped")
+        // Three times the IMDS client's own 4 attempts.
+        try imds.control(json: #"{"fail_next": 12, "status": 500, "path": "/latest/meta-data/autoscaling/target-lifecycle-state"}"#)
+        let agent = try boot()
+        #expect(waitUntil(timeout: 60) { agent.status != nil || !WorkerRecord.all(in: records).isEmpty }, "\(agent.log)")
+        #expect(WorkerRecord.all(in: records).isEmpty, "no daemon started: \(agent.log)")
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(try imds.counters()["failures_served"] as? Int == 12)
+        #expect(Files.isDirectory(fixture.root + "/opt/lava/releases/lava-8.2.0-amzn2023-py3.11-\(fixture.machineArch)"))
+        #expect(try imds.completions().map { $0["result"] as? String } == ["CONTINUE"])
+    }
 }
