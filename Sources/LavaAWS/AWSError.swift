@@ -1,10 +1,20 @@
+import LavaHTTP
 import LavaJSON
 import LavaSystem
 
 extension LavaError.Code {
     /// An AWS service answered with an error response.
     public static let aws = LavaError.Code("aws")
+    /// An AWS service or IMDS answered with throttling or a server error (5xx), which the SDKs'
+    /// standard mode retries: a later try may succeed.
+    public static let awsTransient = LavaError.Code("aws-transient")
     public static let credentials = LavaError.Code("credentials")
+}
+
+extension LavaError {
+    /// A failure worth trying again later, once the client's own retries are spent: throttling,
+    /// a 5xx, no connection.
+    public var isTransientAWSFailure: Bool { code == .awsTransient || isTransientHTTPFailure }
 }
 
 /// The wire protocol of a service, which decides how its errors are shaped.

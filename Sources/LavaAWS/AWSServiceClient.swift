@@ -108,7 +108,8 @@ public final class AWSServiceClient: Sendable {
                     rateLimiter?.succeeded()
                     return value
                 case .failed(let error):
-                    failure = LavaError(.aws, "\(service.rawValue) \(request.operation): \(error.summary)", serviceCode: error.code)
+                    failure = LavaError(error.isRetryable ? .awsTransient : .aws, "\(service.rawValue) \(request.operation): \(error.summary)",
+                                        serviceCode: error.code)
                     retryable = error.isRetryable
                     throttled = error.isThrottling
                     if ["ExpiredToken", "ExpiredTokenException", "RequestExpired"].contains(error.code) {

@@ -54,12 +54,12 @@ public final class IMDSClient: Sendable {
                     renewed = true
                     continue
                 case 500...599:
-                    throw LavaError(.http, "instance metadata \(path): HTTP \(response.status)")
+                    throw LavaError(.awsTransient, "instance metadata \(path): HTTP \(response.status)")
                 default:
                     throw LavaError(.aws, "instance metadata \(path): HTTP \(response.status)")
                 }
             } catch {
-                guard (error.code == .http || error.isTransientHTTPFailure), attempt < retry.maxAttempts else {
+                guard error.isTransientAWSFailure, attempt < retry.maxAttempts else {
                     throw error.code == .aws || error.code == .credentials ? error : error.prefixed("cannot reach the instance metadata service at \(endpoint)")
                 }
                 Clock.sleep(seconds: retry.delay(afterAttempt: attempt))
@@ -74,7 +74,7 @@ public final class IMDSClient: Sendable {
             do throws(LavaError) {
                 let response = try http.send(HTTPRequest(method: "PUT", url: endpoint + "/latest/api/token",
                                                          headers: [("X-aws-ec2-metadata-token-ttl-seconds", String(IMDSClient.tokenTTL))]))
-                if response.status >= 500 { return .failure(LavaError(.http, "instance metadata token: HTTP \(response.status)")) }
+                if response.status >= 500 { return .failure(LavaError(.awsTransient, "instance metadata token: HTTP \(response.status)")) }
                 guard response.status == 200, !response.body.isEmpty else {
                     return .failure(LavaError(.aws, "instance metadata token: HTTP \(response.status) (IMDSv2 is required; IMDSv1 is never used)"))
                 }

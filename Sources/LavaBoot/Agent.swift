@@ -69,7 +69,7 @@ public final class Agent: Sendable {
 
     public func run() throws(LavaError) {
         let lifecycle = settings.lifecycle
-        lifecycle?.discover(budget: budget, heartbeatInterval: heartbeatInterval)
+        lifecycle?.discover(budget: budget, heartbeatInterval: heartbeatInterval, stoppingOn: trigger)
         let target = lifecycle?.status.targetState
         if target == "Warmed:Terminated" {
             return logger.info("warm pool: target state Warmed:Terminated; nothing to do")

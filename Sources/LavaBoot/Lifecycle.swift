@@ -84,6 +84,11 @@ public final class Lifecycle: Sendable {
     private let makeAutoScaling: @Sendable () throws(LavaError) -> AutoScalingClient
     private let madeAutoScaling = SharedValue<AutoScalingClient>()
     let logger: Logger
+    /// The waits between a boot's tries of a call that keeps failing (its base; time bounds the tries).
+    let backoff: RetryPolicy
+    /// How long discovery at boot tries again calls that fail for a while: long enough to ride
+    /// out a throttling burst or a short Auto Scaling or IMDS outage; the boot waits meanwhile.
+    static let discoveryLimit = 300.0
     /// Seconds between IMDS polls; a target state IMDS does not have (404) is polled 12 times less often.
     let pollInterval: Double
 
@@ -100,9 +105,10 @@ public final class Lifecycle: Sendable {
 
     private let state = Mutex(State())
 
-    public init(imds: IMDSClient?, pollInterval: Double, logger: Logger,
+    public init(imds: IMDSClient?, pollInterval: Double, backoff: RetryPolicy, logger: Logger,
                 autoScaling: @escaping @Sendable () throws(LavaError) -> AutoScalingClient) {
         self.imds = imds
+        self.backoff = backoff
         self.makeAutoScaling = autoScaling
         self.pollInterval = pollInterval
         self.logger = logger
@@ -121,21 +127,40 @@ public final class Lifecycle: Sendable {
 
     /// At boot: the target state IMDS gives (warm pools), this instance's group and lifecycle
     /// state, its launching and terminating hooks, with the latter's limits. Not in a group, or
-    /// no permission: logged, and neither launch nor drain makes lifecycle calls.
-    public func discover(budget: Double, heartbeatInterval: Double) {
-        if let target = (try? imds?.get(Lifecycle.targetStatePath))?.map(Lifecycle.trimmed) {
-            update { $0.targetState = target }
-            logger.info("target lifecycle state at boot: \(target)")
+    /// no permission: logged, and neither launch nor drain makes lifecycle calls. Calls that fail
+    /// for a while are tried again until they answer, for up to `discoveryLimit` seconds in all,
+    /// and only until a stop.
+    public func discover(budget: Double, heartbeatInterval: Double, stoppingOn trigger: StopTrigger) {
+        let deadline = Clock.monotonicSeconds() + Lifecycle.discoveryLimit
+        func persistently<T>(_ what: String, _ call: () throws(LavaError) -> T) throws(LavaError) -> T {
+            try self.persistently(what, until: deadline, stoppingOn: trigger, call)
         }
-        do {
-            let autoScaling = try autoScaling()
-            guard let instanceID = try imds?.instanceID() else { return logger.warning("IMDS has no instance id; no lifecycle calls") }
+        do throws(LavaError) {
+            // Only IMDS's answer (a 404 too) tells a warm-up from a normal boot.
+            do throws(LavaError) {
+                if let imds, let target = try persistently("reading the target lifecycle state", { () throws(LavaError) in
+                    try imds.get(Lifecycle.targetStatePath)
+                }).map(Lifecycle.trimmed) {
+                    update { $0.targetState = target }
+                    logger.info("target lifecycle state at boot: \(target)")
+                }
+            } catch where error.code != .stopped {
+                logger.warning("cannot read the target lifecycle state: \(error.message); a normal boot, not a warm-up")
+            }
+            let autoScaling = try persistently("making the Auto Scaling client", autoScaling)
+            guard let instanceID = try persistently("reading the instance id", { () throws(LavaError) in try imds?.instanceID() }) else {
+                return logger.warning("IMDS has no instance id; no lifecycle calls")
+            }
             update { $0.instanceID = instanceID }
-            guard let instance = try autoScaling.describeInstance(instanceID) else {
+            guard let instance = try persistently("looking up this instance's Auto Scaling group", { () throws(LavaError) in
+                try autoScaling.describeInstance(instanceID)
+            }) else {
                 return logger.info("instance \(instanceID) is in no Auto Scaling group: the drain makes no lifecycle calls")
             }
             update { $0.group = instance.group }
-            let hooks = try autoScaling.describeLifecycleHooks(group: instance.group)
+            let hooks = try persistently("reading Auto Scaling group \(instance.group)'s lifecycle hooks", { () throws(LavaError) in
+                try autoScaling.describeLifecycleHooks(group: instance.group)
+            })
             let launchHook = hooks.first { $0.transition == Lifecycle.launchingTransition }
             state.withLock {
                 $0.launchHook = launchHook
@@ -156,15 +181,41 @@ public final class Lifecycle: Sendable {
                 logger.warning("the stop budget (\(Int(saturating: budget)) s) is longer than hook \(hook.name)'s GlobalTimeout (\(global) s): Auto Scaling gives up first; raise the hook's heartbeat timeout or lower stop_minutes. The drain plans for \(global) s")
             }
             _ = self.heartbeatInterval(heartbeatInterval, hook: hook.name, limits: HookLimits(hook))
+        } catch where error.code == .stopped {
+            logger.info("\(error.message); no lifecycle lookup")
         } catch {
             logger.warning("cannot look up this instance's Auto Scaling group: \(error.message); the drain makes no lifecycle calls unless stop names them")
         }
     }
 
+    /// `call` until it answers: a transient failure (throttling, a 5xx, no connection, past the
+    /// client's own retries) is tried again with backoff until `deadline`; a stop ends the waiting
+    /// at once (error code `stopped`). Any other failure is thrown as it comes.
+    private func persistently<T>(_ what: String, until deadline: Double, stoppingOn trigger: StopTrigger,
+                                 _ call: () throws(LavaError) -> T) throws(LavaError) -> T {
+        var attempt = 1
+        while true {
+            do throws(LavaError) {
+                let answer = try call()
+                if attempt > 1 { logger.info("\(what): answered after \(attempt) tries") }
+                return answer
+            } catch where error.isTransientAWSFailure {
+                let wait = backoff.delay(afterAttempt: attempt)
+                let left = deadline - Clock.monotonicSeconds()
+                guard wait < left else { throw error }
+                if attempt == 1 { logger.warning("\(what): \(error.message); trying again for up to \(Int(saturating: left)) s") }
+                if trigger.wait(seconds: wait) {
+                    throw LavaError(.stopped, "a stop came while \(what) (last answer: \(error.message))")
+                }
+                attempt += 1
+            }
+        }
+    }
+
     /// A boot that fails before it has a plan (missing realm, no package for this platform):
     /// the launch action, if one waits, is completed ABANDON so the group replaces the instance.
-    public func abandonLaunch(because why: String) {
-        discover(budget: 0, heartbeatInterval: 0)
+    public func abandonLaunch(because why: String, stoppingOn trigger: StopTrigger) {
+        discover(budget: 0, heartbeatInterval: 0, stoppingOn: trigger)
         LaunchReadiness(lifecycle: self, interval: 3600, trigger: nil, logger: logger)?.complete("ABANDON", because: why)
     }
 

@@ -110,7 +110,7 @@ struct BootCommand: ParsableCommand {
                 lifecycle?.completeTermination(stop.reason, until: stop.at + (stopTimeout?.seconds ?? 300))
                 return
             }
-            lifecycle?.abandonLaunch(because: error.message)
+            lifecycle?.abandonLaunch(because: error.message, stoppingOn: trigger)
             throw error
         }
         var settings = BootSettings(root: root, scriptTimeout: scriptTimeout.seconds, stopTimeout: stopTimeout?.seconds,
@@ -138,19 +138,20 @@ enum LifecycleSetup {
         let environment = ProcessEnvironment.current()
         if case .file = source, (environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] ?? "").isEmpty { return nil }
         guard let imds = try? IMDSClient.fromEnvironment(environment, logger: logger) else { return nil }
-        return make(imds: imds, global: global, logger: logger)
+        return try? make(imds: imds, global: global, logger: logger)
     }
 
     /// For `stop` with no agent: IMDS unless it is turned off.
     static func make(global: GlobalOptions, logger: Logger) throws(LavaError) -> Lifecycle {
-        make(imds: try IMDSClient.fromEnvironment(ProcessEnvironment.current(), logger: logger), global: global, logger: logger)
+        try make(imds: try IMDSClient.fromEnvironment(ProcessEnvironment.current(), logger: logger), global: global, logger: logger)
     }
 
-    private static func make(imds: IMDSClient?, global: GlobalOptions, logger: Logger) -> Lifecycle {
+    private static func make(imds: IMDSClient?, global: GlobalOptions, logger: Logger) throws(LavaError) -> Lifecycle {
         let environment = ProcessEnvironment.current()
         let poll = environment["LAVA_BOOT_LIFECYCLE_POLL_SECONDS"].flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 5
         let (region, profile) = (global.region, global.profile)
-        return Lifecycle(imds: imds, pollInterval: poll, logger: logger) { () throws(LavaError) in
+        let backoff = try RetryPolicy.from(environment: environment, defaultAttempts: RetryPolicy.defaultAttempts)
+        return Lifecycle(imds: imds, pollInterval: poll, backoff: backoff, logger: logger) { () throws(LavaError) in
             let context = try AWSContext(environment: environment, region: region, profile: profile, logger: logger)
             return AutoScalingClient(client: try context.client(.autoscaling))
         }

@@ -167,6 +167,7 @@ import Testing
         #expect(try imds.completions().map { $0["hook"] as? String } == ["L", "H"])
     }
 
+    /// No permission is an answer: one call, one warning, and no lifecycle call after it.
     @Test(arguments: ["not in a group", "AccessDenied"])
     func withoutAutoScalingTheBootIsANormalOne(_ kind: String) throws {
         if kind == "AccessDenied" {
@@ -176,8 +177,58 @@ import Testing
         let agent = try boot()
         #expect(waitUntil(timeout: 30) { WorkerRecord.all(in: records).count == 2 }, "\(agent.log)")
         #expect(agent.status == nil)
-        if kind == "AccessDenied" { #expect(agent.log.contains("AccessDenied"), "a warning names it: \(agent.log)") }
+        if kind == "AccessDenied" {
+            #expect(agent.log.split(separator: "\n").filter { $0.contains("AccessDenied") }.count == 1, "one warning names it: \(agent.log)")
+            let actions = ((try imds.counters()["autoscaling_calls"] as? [[String: Any]]) ?? []).compactMap { $0["action"] as? String }
+            #expect(actions == ["DescribeAutoScalingInstances"], "not retried, nothing after it: \(actions)")
+        }
         #expect(try imds.completions().isEmpty)
         #expect(agent.stop() == .exited(0))
+    }
+
+    /// Auto Scaling failing past the client's own retries (3 attempts) is asked again: the
+    /// launch action is still completed (SPEC §14).
+    @Test(arguments: [(500, "InternalFailure"), (400, "Throttling")])
+    func aLookupFailingForAWhileStillCompletesTheLaunch(_ status: Int, _ code: String) throws {
+        try group()
+        try imds.control(json: #"{"autoscaling_faults": [{"action": "DescribeAutoScalingInstances", "count": 7, "status": \#(status), "code": "\#(code)"}]}"#)
+        let agent = try boot(readyAfter: "0s")
+        #expect(waitUntil(timeout: 60) { ((try? imds.completions()) ?? []).count == 1 || agent.status != nil }, "\(agent.log)")
+        #expect(try imds.completions().map { $0["result"] as? String } == ["CONTINUE"], "\(agent.log)")
+        let lookups = try imds.calls("DescribeAutoScalingInstances").map { $0["injected"] as? Bool == true }
+        #expect(lookups == Array(repeating: true, count: 7) + [false], "asked until it answered, then no more: \(lookups)")
+        #expect(agent.stop() == .exited(0), "\(agent.log)")
+    }
+
+    /// A stop while the lookup is being tried again is answered at once, not after the lookup's limit.
+    @Test func aStopDuringALookupThatKeepsFailingIsAnsweredAtOnce() throws {
+        try group()
+        try imds.control(json: #"{"autoscaling_faults": [{"action": "DescribeAutoScalingInstances", "count": 100000, "status": 503, "code": "ServiceUnavailable"}]}"#)
+        let agent = try boot()
+        #expect(waitUntil(timeout: 60) { ((try? imds.calls("DescribeAutoScalingInstances")) ?? []).count >= 4 || agent.status != nil },
+                "asked again past the client's own 3 attempts: \(agent.log)")
+        #expect(agent.status == nil, "\(agent.log)")
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "the 300 s lookup limit is not waited out: \(agent.log)")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(WorkerRecord.all(in: records).isEmpty, "nothing started")
+        #expect(try imds.completions().isEmpty)
+    }
+
+    /// An IMDS outage at boot does not turn a warm-up into a normal boot: only IMDS's answer
+    /// decides (SPEC §8a, §14).
+    @Test func aWarmUpBootWaitsForIMDSToTellItsTargetState() throws {
+        try group(state: "Warmed:Pending:Wait")
+        try imds.targetState("Warmed:Stopped")
+        // Three times the IMDS client's own 4 attempts.
+        try imds.control(json: #"{"fail_next": 12, "status": 500, "path": "/latest/meta-data/autoscaling/target-lifecycle-state"}"#)
+        let agent = try boot()
+        #expect(waitUntil(timeout: 60) { agent.status != nil || !WorkerRecord.all(in: records).isEmpty }, "\(agent.log)")
+        #expect(WorkerRecord.all(in: records).isEmpty, "no daemon started: \(agent.log)")
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(try imds.counters()["failures_served"] as? Int == 12)
+        #expect(Files.isDirectory(fixture.root + "/opt/lava/releases/lava-8.2.0-amzn2023-py3.11-\(fixture.machineArch)"))
+        #expect(try imds.completions().map { $0["result"] as? String } == ["CONTINUE"])
     }
 }

@@ -22,6 +22,8 @@ also serves the Auto Scaling Query API (below), for the lifecycle calls.
 Control (no token needed):
   POST /__control__  JSON, each key optional:
     {"fail_next": K, "status": 500}   the next K requests (token PUT or GET) get that status
+    {"fail_next": K, "path": "/latest/..."}
+                                      the same, for requests of that path only
     {"credentials": {"AccessKeyId":..., "SecretAccessKey":..., "Token":...}}
                                       served from the next fetch on, for one lifetime
     {"credential_lifetime": SECONDS}  for credentials issued from now on
@@ -150,6 +152,7 @@ class State:
         self.paths = {}
         self.fail_count = 0
         self.fail_status = 500
+        self.fail_path = None
         self.credentials = None  # current: dict with AccessKeyId, ..., "expires" (wall clock)
         self.pending = None      # set by control or the command line: served from the next fetch
         self.known_keys = {}     # access key id -> {"secret", "tokens": set (None: no token)}, for Auto Scaling
@@ -254,6 +257,7 @@ class State:
         if "fail_next" in request:
             self.fail_count = int(request["fail_next"])
             self.fail_status = int(request.get("status", 500))
+            self.fail_path = request.get("path")
         if "credential_lifetime" in request:
             self.lifetime = float(request["credential_lifetime"])
         if "rotate" in request:
@@ -526,9 +530,9 @@ class Handler(BaseHTTPRequestHandler):
         if len(STATE.counters["requests"]) < LOG_LIMIT:
             STATE.counters["requests"].append({"method": self.command, "path": self.path})
 
-    def injected_failure(self):
+    def injected_failure(self, path):
         """Under lock: the status to fail this request with, if one is armed."""
-        if STATE.fail_count > 0:
+        if STATE.fail_count > 0 and STATE.fail_path in (None, path):
             STATE.fail_count -= 1
             STATE.counters["failures_served"] += 1
             return STATE.fail_status
@@ -541,7 +545,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(405, "GET or POST\n")
         with STATE.lock:
             self.log_request_seen()
-            failure = self.injected_failure()
+            failure = self.injected_failure(path)
             if failure is None and path == "/latest/api/token":
                 STATE.counters["token_puts"] += 1
                 raw = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
@@ -575,7 +579,7 @@ class Handler(BaseHTTPRequestHandler):
         if path != "/__control__":
             with STATE.lock:
                 self.log_request_seen()
-                failure = self.injected_failure()
+                failure = self.injected_failure(path)
             return self.reply(failure or 405, "Method Not Allowed\n")
         try:
             request = json.loads(body or b"{}")
@@ -631,7 +635,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, json.dumps(answer), "application/json")
         with STATE.lock:
             self.log_request_seen()
-            failure = self.injected_failure()
+            failure = self.injected_failure(path)
             if failure is None:
                 answer = self.serve(path)
         if failure is not None:
