@@ -57,6 +57,14 @@ public final class AWSServiceClient: Sendable {
         self.logger = logger
     }
 
+    /// The same client (credentials, connections), whose requests and waits to retry end once
+    /// `cancel` is readable.
+    public func cancelling(on cancel: Int32) -> AWSServiceClient {
+        var retry = self.retry
+        retry.cancel = cancel
+        return AWSServiceClient(context: context, service: service, http: http, retry: retry, logger: logger)
+    }
+
     /// The service's endpoint (custom when configured) and whether it is custom.
     public var endpoint: (url: String, isCustom: Bool) {
         if let custom = context.customEndpoint(service) { return (custom, true) }
@@ -67,7 +75,7 @@ public final class AWSServiceClient: Sendable {
     /// otherwise throws the service's error as one line.
     public func send(_ request: AWSRequest, accepting: Set<Int> = []) throws(LavaError) -> HTTPResponse {
         try withRetries(request) { signed throws(LavaError) in
-            let response = try http.send(signed)
+            let response = try http.send(signed, cancel: retry.cancel)
             if (200..<300).contains(response.status) || accepting.contains(response.status) { return .done(response) }
             return .failed(AWSServiceError.parse(protocol: service.wireProtocol, status: response.status,
                                                  headers: response.headers.fields.map { ($0.name, $0.value) }, body: response.body))

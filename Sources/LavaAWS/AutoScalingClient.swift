@@ -24,6 +24,11 @@ public struct AutoScalingClient: Sendable {
         public var globalTimeout: Int?
     }
 
+    /// The same client, whose calls end once `cancel` is readable (error code `stopped`).
+    public func cancelling(on cancel: Int32) -> AutoScalingClient {
+        AutoScalingClient(client: client.cancelling(on: cancel))
+    }
+
     /// The instance's group and lifecycle state; nil when it is in no group.
     public func describeInstance(_ instanceID: String) throws(LavaError) -> Instance? {
         let result = try call("DescribeAutoScalingInstances", [("InstanceIds.member.1", instanceID)])

@@ -37,14 +37,15 @@ public final class IMDSClient: Sendable {
         self.logger = logger
     }
 
-    /// The text at `path` (`/latest/meta-data/placement/region`), or nil on 404.
-    public func get(_ path: String) throws(LavaError) -> String? {
+    /// The text at `path` (`/latest/meta-data/placement/region`), or nil on 404. `cancel`,
+    /// once readable, ends the request and its retries at once (error code `stopped`).
+    public func get(_ path: String, cancel: Int32? = nil) throws(LavaError) -> String? {
         var renewed = false
         var attempt = 1
         while true {
             do throws(LavaError) {
                 let response = try http.send(HTTPRequest(method: "GET", url: endpoint + path,
-                                                         headers: [("X-aws-ec2-metadata-token", try sessionToken())]))
+                                                         headers: [("X-aws-ec2-metadata-token", try sessionToken())]), cancel: cancel)
                 switch response.status {
                 case 200: return response.text
                 case 404: return nil
@@ -62,7 +63,14 @@ public final class IMDSClient: Sendable {
                 guard error.isTransientAWSFailure, attempt < retry.maxAttempts else {
                     throw error.code == .aws || error.code == .credentials ? error : error.prefixed("cannot reach the instance metadata service at \(endpoint)")
                 }
-                Clock.sleep(seconds: retry.delay(afterAttempt: attempt))
+                let wait = retry.delay(afterAttempt: attempt)
+                if let cancel {
+                    if Clock.sleep(seconds: wait, unless: cancel) {
+                        throw LavaError(.stopped, "instance metadata \(path): stopped while waiting to retry (\(error.message))")
+                    }
+                } else {
+                    Clock.sleep(seconds: wait)
+                }
                 attempt += 1
             }
         }
@@ -91,8 +99,8 @@ public final class IMDSClient: Sendable {
         try get("/latest/meta-data/placement/region").map { $0.trimmingSpaces }
     }
 
-    public func instanceID() throws(LavaError) -> String? {
-        try get("/latest/meta-data/instance-id").map { $0.trimmingSpaces }
+    public func instanceID(cancel: Int32? = nil) throws(LavaError) -> String? {
+        try get("/latest/meta-data/instance-id", cancel: cancel).map { $0.trimmingSpaces }
     }
 
     /// The instance role's credentials.

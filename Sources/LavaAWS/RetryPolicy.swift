@@ -15,7 +15,8 @@ public struct RetryPolicy: Sendable {
     /// table can serve instead of hammering it (SPEC §9).
     public var throttlingBudget: Double?
     public var throttledRate = AdaptiveRateLimiter.Shape.fleet
-    /// Readable once waiting to retry should end (a stop trigger): the request fails at once.
+    /// Readable once the request should end (a stop trigger): a request in flight or waiting to
+    /// retry fails at once (error code `stopped`).
     public var cancel: Int32?
 
     public static let defaultAttempts = 3

@@ -55,15 +55,16 @@ public final class HTTPClient: Sendable {
     }
 
     /// Sends `request` and reads the whole response (up to `maximumBufferedBody` bytes), within
-    /// `totalTimeout`. For small API calls.
-    public func send(_ request: HTTPRequest) throws(LavaError) -> HTTPResponse {
+    /// `totalTimeout`. For small API calls. `cancel`, once readable, drops the request at once
+    /// (error code `stopped`) and closes its connection.
+    public func send(_ request: HTTPRequest, cancel: Int32? = nil) throws(LavaError) -> HTTPResponse {
         let transfer = try lend()
         defer { giveBack(transfer) }
         var failure: LavaError? = nil
         do throws(LavaError) {
             try transfer.start(request, mode: .buffered(limit: configuration.maximumBufferedBody), configuration: configuration)
-            try transfer.drive { false }
-            failure = transfer.failure()
+            try transfer.drive(wakingOn: cancel) { cancel.map { Clock.sleep(seconds: 0, unless: $0) } ?? false }
+            failure = transfer.finished ? transfer.failure() : LavaError(.stopped, "\(transfer.target): cancelled")
         } catch {
             failure = error
         }

@@ -187,15 +187,17 @@ final class Transfer: @unchecked Sendable {  // one thread at a time: parked in 
     // MARK: Running
 
     /// Runs the transfer on this thread until `satisfied()` holds or the transfer has ended
-    /// (`finished`; the outcome is then in `failure()`).
-    func drive(until satisfied: () -> Bool) throws(LavaError) {
+    /// (`finished`; the outcome is then in `failure()`). `wakingOn`, readable, ends the wait for
+    /// the network at once, so `satisfied()` sees it without delay.
+    func drive(wakingOn wake: Int32? = nil, until satisfied: () -> Bool) throws(LavaError) {
+        var extra = wake.map { [curl_waitfd(fd: $0, events: Int16(CURL_WAIT_POLLIN), revents: 0)] } ?? []
         while attached && !finished && !satisfied() {
             var running: Int32 = 0
             let performed = curl_multi_perform(multi, &running)
             guard performed == CURLM_OK else { throw multiError(performed, "curl_multi_perform") }
             collectCompletion()
             if finished || satisfied() { return }
-            let polled = curl_multi_poll(multi, nil, 0, 1000, nil)
+            let polled = curl_multi_poll(multi, &extra, UInt32(extra.count), 1000, nil)
             guard polled == CURLM_OK else { throw multiError(polled, "curl_multi_poll") }
         }
     }
