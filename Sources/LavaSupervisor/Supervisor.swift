@@ -115,6 +115,8 @@ public final class Supervisor: Sendable {
         var groups: [DaemonGroup] = []
         /// Bumped on every restart: `afterRestarts` runs only for the latest.
         var restartTicket = 0
+        /// When the drain sends SIGTERM (monotonic seconds); it only ever moves earlier.
+        var terminateAt = Double.infinity
     }
 
     private let state: Mutex<State>
@@ -352,9 +354,10 @@ public final class Supervisor: Sendable {
     /// running, SIGKILL `killGrace` later to every group still there, leftovers of daemons gone
     /// before included. Returns once every daemon has been reaped and every group is gone, or
     /// `killSettle` after the SIGKILL: nothing outlives the kill time, and no process stuck in
-    /// the kernel holds up the lifecycle completion.
+    /// the kernel holds up the lifecycle completion. `advanceDrain` may move both times earlier.
     public func finishDrain(terminateAt: Double, killGrace: Double = 10) {
-        if !waitUntil(terminateAt, { $0.daemons.allSatisfy { $0.pid == nil } }) {
+        advanceDrain(terminateAt: terminateAt)
+        if !waitUntil({ $0.terminateAt }, { $0.daemons.allSatisfy { $0.pid == nil } }) {
             for (pid, spec) in remaining() {
                 logger(for: spec).warning("\(spec.worker) daemon \(spec.index) still running at the deadline; sending SIGTERM (pid \(pid))")
                 kill(pid, SIGTERM)
@@ -362,7 +365,7 @@ public final class Supervisor: Sendable {
         }
         // Exits queued their leftovers' SIGTERM and SIGKILL; none of those may land after the kill time.
         let gone: (State) -> Bool = { $0.groups.isEmpty && $0.daemons.allSatisfy { $0.pid == nil } }
-        guard !waitUntil(terminateAt + killGrace, gone) else { return }
+        guard !waitUntil({ $0.terminateAt + killGrace }, gone) else { return }
         let running = remaining()
         for (pid, spec) in running {
             logger(for: spec).error("\(spec.worker) daemon \(spec.index) ignored SIGTERM; sending SIGKILL to it and its processes (pid \(pid))")
@@ -375,9 +378,18 @@ public final class Supervisor: Sendable {
         for group in groups where ProcessTable.groupExists(group) {
             kill(-group, SIGKILL)
         }
-        if !waitUntil(Clock.monotonicSeconds() + Supervisor.killSettle, gone) {
+        let settled = Clock.monotonicSeconds() + Supervisor.killSettle
+        if !waitUntil({ _ in settled }, gone) {
             logger.error("processes still there \(Int(Supervisor.killSettle)) s after SIGKILL (process groups \(groups.map(String.init).joined(separator: ", "))); going on without them")
         }
+    }
+
+    /// Moves the drain's SIGTERM to `terminateAt`, and its SIGKILL to `killGrace` after that, when
+    /// earlier than planned; from any thread, before or during `finishDrain`, which keeps to the
+    /// new times. After the SIGTERM, only the SIGKILL moves: the daemons then get less grace,
+    /// as a deadline that came closer leaves no more.
+    public func advanceDrain(terminateAt: Double) {
+        state.withLock { $0.terminateAt = min($0.terminateAt, terminateAt) }
     }
 
     /// How long processes get to vanish after SIGKILL before the drain goes on without them.
@@ -389,12 +401,15 @@ public final class Supervisor: Sendable {
         state.daemons.compactMap { daemon in daemon.pid.map { ($0, daemon.spec) } }
     }
 
-    /// Polls until `done` holds of the state or the time passes; true when it holds.
-    private func waitUntil(_ deadline: Double, _ done: (State) -> Bool) -> Bool {
+    /// Polls until `done` holds of the state or the time `deadline` reads from it passes; true
+    /// when it holds.
+    private func waitUntil(_ deadline: (State) -> Double, _ done: (State) -> Bool) -> Bool {
         while true {
-            if state.withLock({ done($0) }) { return true }
-            if Clock.monotonicSeconds() >= deadline { return false }
-            Clock.sleep(seconds: min(0.05, max(0, deadline - Clock.monotonicSeconds())))
+            let (isDone, limit) = state.withLock { (done($0), deadline($0)) }
+            if isDone { return true }
+            let left = limit - Clock.monotonicSeconds()
+            if left <= 0 { return false }
+            Clock.sleep(seconds: min(0.05, left))
         }
     }
 }
