@@ -278,31 +278,29 @@ public final class Agent: Sendable {
     /// SIGTERM then SIGKILL before the deadline, then CONTINUE exactly once, all within the budget
     /// (or the spot deadline, or the hook's GlobalTimeout, whichever ends first).
     private func drain(_ reason: StopReason, triggeredAt: Double) {
-        // Dispatch ends and the daemons hear the stop before any lookup, which Auto Scaling may answer slowly.
         DispatchDirectory.markNoDispatch(root: settings.root)
         let supervisor = supervisorBox.value
         supervisor?.beginDrain(signal: reason.signal)
-        let lifecycle = settings.lifecycle
-        let action = lifecycle?.action(reason.lifecycle)
+        // Fixed at the trigger: the lifecycle lookups, which Auto Scaling may answer slowly, run
+        // beside the drain, and the hook they find may only bring the deadline closer.
         var deadline = triggeredAt + budget
-        if let global = action?.limits.globalTimeout { deadline = min(deadline, triggeredAt + Double(global)) }
         if let hard = reason.deadline { deadline = min(deadline, hard) }
-        let wallDeadline = Clock.wallSeconds() + (deadline - Clock.monotonicSeconds())
-        lifecycle?.update { $0.drain = DrainStatus(trigger: reason.source, deadline: wallDeadline) }
-        let target = action.map { "lifecycle action of group \($0.group), hook \($0.hook), instance \($0.instanceID)" } ?? "no lifecycle action"
-        logger.info("draining (\(reason.source)): done within \(Int(saturating: max(0, deadline - Clock.monotonicSeconds()))) s; \(target)")
+        let lifecycle = settings.lifecycle
+        lifecycle?.update { $0.drain = DrainStatus(trigger: reason.source, deadline: Clock.wallSeconds() + (deadline - Clock.monotonicSeconds())) }
+        logger.info("draining (\(reason.source)): done within \(Int(saturating: max(0, deadline - Clock.monotonicSeconds()))) s")
         let killGrace = 10.0
-        // Time kept back for the completion, at most 12 s (SPEC §14).
-        let reserve = action == nil ? 0 : min(12, max(0, (deadline - triggeredAt) / 4))
-        let terminateAt = deadline - killGrace - reserve
-        var heartbeats: HeartbeatLoop? = nil
-        if let action, let lifecycle, reason.lifecycle?.heartbeat != false {
-            let interval = lifecycle.heartbeatInterval(heartbeatInterval, hook: action.hook, limits: action.limits)
-            heartbeats = HeartbeatLoop(action: action, lifecycle: lifecycle, interval: interval, logger: logger)
+        // Time kept back for the completion, at most 12 s (SPEC §14), whenever there may be an
+        // action: whether there is one is not known yet.
+        let reserve = lifecycle == nil ? 0 : min(12, max(0, (deadline - triggeredAt) / 4))
+        let lookup = lifecycle.map { lifecycle in
+            DrainLookup(lifecycle: lifecycle, reason: reason, triggeredAt: triggeredAt, deadline: deadline,
+                        heartbeatInterval: heartbeatInterval, logger: logger) { closer in
+                supervisor?.advanceDrain(terminateAt: closer - killGrace - reserve)
+            }
         }
-        supervisor?.finishDrain(terminateAt: terminateAt, killGrace: killGrace)
-        heartbeats?.finish()
-        if let action, let lifecycle { complete(action, lifecycle, until: deadline) }
+        lookup?.start()
+        supervisor?.finishDrain(terminateAt: deadline - killGrace - reserve, killGrace: killGrace)
+        if let (action, until) = lookup?.finish(), let lifecycle { complete(action, lifecycle, until: until) }
     }
 
     private func complete(_ action: LifecycleAction, _ lifecycle: Lifecycle, until deadline: Double) {

@@ -3,22 +3,25 @@ import LavaControl
 import LavaSystem
 import Logging
 
-/// `RecordLifecycleActionHeartbeat` every `interval` on a thread of its own, from one interval
-/// after the start until `finish`, which returns only once no heartbeat is in flight: none is
-/// ever sent after the completion. Errors are logged, never fatal to the drain.
+/// `RecordLifecycleActionHeartbeat` every `interval` on a thread of its own, from `first` seconds
+/// (one interval unless given) after the start until `finish`, which returns only once no
+/// heartbeat is in flight: none is ever sent after the completion. Errors are logged, never
+/// fatal to the drain.
 final class HeartbeatLoop: Sendable {
     private let stopRequested = DispatchSemaphore(value: 0)
     private let stopped = DispatchSemaphore(value: 0)
 
     /// `record`: show the heartbeats in the drain's status.
-    init(action: LifecycleAction, lifecycle: Lifecycle, interval: Double, logger: Logger, record: Bool = true) {
+    init(action: LifecycleAction, lifecycle: Lifecycle, interval: Double, first: Double? = nil, logger: Logger, record: Bool = true) {
         let stopRequested = self.stopRequested, stopped = self.stopped
         let wallNext: @Sendable () -> Double = { Clock.wallSeconds() + interval }
-        if record { lifecycle.update { $0.drain?.nextHeartbeat = wallNext() } }
+        if record { lifecycle.update { $0.drain?.nextHeartbeat = Clock.wallSeconds() + (first ?? interval) } }
         do {
             try Threads.start(name: "lava-heartbeat") {
                 defer { stopped.signal() }
-                while stopRequested.wait(timeout: .now() + .milliseconds(Int(saturating: interval * 1000))) == .timedOut {
+                var wait = first ?? interval
+                while stopRequested.wait(timeout: .now() + .milliseconds(Int(saturating: wait * 1000))) == .timedOut {
+                    wait = interval
                     do throws(LavaError) {
                         try lifecycle.heartbeat(action)
                         if record {

@@ -268,12 +268,17 @@ public final class Lifecycle: Sendable {
 
     /// The action to complete, with its hook's limits: what the request names first, then what
     /// discovery found, then Auto Scaling asked now. Nil (logged) when there is none to complete.
-    func action(_ overrides: LifecycleOverrides?) -> LifecycleAction? {
+    /// `cancel`, once readable, ends the lookups at once (then nil too).
+    func action(_ overrides: LifecycleOverrides?, cancel: Int32? = nil) -> LifecycleAction? {
         let known = status
         let bootHook = state.withLock { $0.terminatingHook }
         do throws(LavaError) {
+            let autoScaling = { () throws(LavaError) in
+                let client = try self.autoScaling()
+                return cancel.map(client.cancelling(on:)) ?? client
+            }
             var instanceID = overrides?.instanceID ?? known.instanceID
-            if instanceID == nil { instanceID = try imds?.instanceID() }
+            if instanceID == nil { instanceID = try imds?.instanceID(cancel: cancel) }
             guard let instanceID else {
                 logger.warning("the instance id is unknown (IMDS gives none): no lifecycle calls")
                 return nil
@@ -287,7 +292,7 @@ public final class Lifecycle: Sendable {
             // Discovery's hook only for discovery's group; one named otherwise is looked up for its limits.
             var hook = group == known.group ? bootHook : nil
             if let named = overrides?.hook, hook?.name != named {
-                return resolved(group: group, hook: named, limits: namedHookLimits(named, group: group), instanceID, overrides?.token)
+                return resolved(group: group, hook: named, limits: namedHookLimits(named, group: group, autoScaling), instanceID, overrides?.token)
             }
             if hook == nil {
                 hook = try autoScaling().describeLifecycleHooks(group: group).first { $0.transition == Lifecycle.terminatingTransition }
@@ -314,7 +319,7 @@ public final class Lifecycle: Sendable {
 
     /// The limits of a hook the request named, when Auto Scaling tells them: the action is
     /// completed by that name either way.
-    private func namedHookLimits(_ name: String, group: String) -> HookLimits {
+    private func namedHookLimits(_ name: String, group: String, _ autoScaling: () throws(LavaError) -> AutoScalingClient) -> HookLimits {
         do throws(LavaError) {
             if let hook = try autoScaling().describeLifecycleHooks(group: group).first(where: { $0.name == name }) { return HookLimits(hook) }
             logger.warning("Auto Scaling group \(group) lists no hook \(name); its limits are unknown")

@@ -186,6 +186,75 @@ import Testing
         #expect(try imds.completions().map { $0["hook"] as? String } == ["H"], "the action found once the answer came")
     }
 
+    /// The drain's deadline is fixed at the trigger: a group lookup Auto Scaling never answers
+    /// neither delays the daemons' SIGTERM nor keeps the agent past its 20 s budget.
+    @Test func theDeadlineHoldsWhileTheLifecycleLookupGoesUnanswered() throws {
+        try group(inGroup: false)
+        realm(drainSeconds: 600)
+        let agent = try boot(stopTimeout: "20s")
+        let worker = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "Terminating:Wait"}}}, "autoscaling_hold": ["DescribeAutoScalingInstances"]}"#)
+        defer { _ = try? imds.control(json: #"{"autoscaling_hold": []}"#) }
+        func held() -> Int { ((try? imds.counters()["autoscaling_held"] as? Int) ?? nil) ?? 0 }
+        let triggered = Date().timeIntervalSince1970
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 30) { worker.signals.contains("TERM") }, "SIGTERM while the lookup goes unanswered: \(agent.log)")
+        #expect(held() >= 1, "the group lookup was still held when the worker got SIGTERM")
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        #expect(Date().timeIntervalSince1970 - triggered < 40, "done with the 20 s budget, not with the held lookup")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(worker.signals == ["nodispatch", "HUP", "TERM"], "\(worker.signals)")
+        #expect(held() >= 1, "the lookup was never answered")
+        #expect(agent.log.contains("the lifecycle action is still not known at the deadline"), "\(agent.log)")
+        #expect(try imds.calls("CompleteLifecycleAction").isEmpty)
+    }
+
+    /// A hook lookup answered only after the worker got SIGTERM: the action is completed once,
+    /// after the worker is gone, and the agent exits 0.
+    @Test func aLifecycleLookupAnsweredLateIsCompletedAfterTheDaemons() throws {
+        try group(inGroup: false)
+        realm(drainSeconds: 600)
+        let agent = try boot(stopTimeout: "30s")
+        let worker = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "Terminating:Wait"}}}, "autoscaling_hold": ["DescribeLifecycleHooks"]}"#)
+        func held() -> Int { ((try? imds.counters()["autoscaling_held"] as? Int) ?? nil) ?? 0 }
+        agent.signal(SIGTERM)
+        let terminated = waitUntil(timeout: 30) { worker.signals.contains("TERM") }
+        let stillHeld = held() >= 1
+        try imds.control(json: #"{"autoscaling_hold": []}"#)
+        #expect(terminated, "SIGTERM while the hook lookup goes unanswered: \(agent.log)")
+        #expect(stillHeld, "the hook lookup was still held when the worker got SIGTERM")
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(worker.signals == ["nodispatch", "HUP", "TERM"], "\(worker.signals)")
+        #expect(try imds.completions().map { $0["hook"] as? String } == ["H"], "exactly one completion, of the hook found late")
+        let hooksAnswered = try #require(imds.calls("DescribeLifecycleHooks").last?["time"] as? Double)
+        let completedAt = try #require(imds.calls("CompleteLifecycleAction").first?["time"] as? Double)
+        #expect(hooksAnswered < completedAt, "completed once the hook was known")
+        try expectEverySignatureChecked()
+    }
+
+    /// A hook found at the trigger whose GlobalTimeout ends before the budget brings SIGTERM
+    /// closer: the drain plans for the shorter of the two.
+    @Test func aShorterGlobalTimeoutFoundAtTheTriggerBringsTheDeadlineCloser() throws {
+        try group(inGroup: false)
+        realm(drainSeconds: 600)
+        let agent = try boot(stopTimeout: "120s")
+        let worker = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "Terminating:Wait"}}, "hooks": {"G": [{"name": "H", "heartbeat_timeout": 30, "global_timeout": 40}]}}}"#)
+        let triggered = Date().timeIntervalSince1970
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 90) { agent.status != nil }, "\(agent.log)")
+        #expect(agent.status == .exited(0), "\(agent.log)")
+        #expect(Date().timeIntervalSince1970 - triggered < 60, "within the hook's 40 s, not the 120 s budget")
+        #expect(worker.signals == ["nodispatch", "HUP", "TERM"], "\(worker.signals)")
+        #expect(agent.log.contains("GlobalTimeout ends the drain sooner"), "\(agent.log)")
+        #expect(try imds.completions().map { $0["hook"] as? String } == ["H"])
+    }
+
     @Test func imdsFailingForAWhileIsNoTrigger() throws {
         try group()
         realm()
