@@ -214,9 +214,10 @@ public final class Lifecycle: Sendable {
 
     /// A boot that fails before it has a plan (missing realm, no package for this platform):
     /// the launch action, if one waits, is completed ABANDON so the group replaces the instance.
+    /// A stop ends the lookups and the retries at once: the terminating action comes first.
     public func abandonLaunch(because why: String, stoppingOn trigger: StopTrigger) {
         discover(budget: 0, heartbeatInterval: 0, stoppingOn: trigger)
-        LaunchReadiness(lifecycle: self, interval: 3600, trigger: nil, logger: logger)?.complete("ABANDON", because: why)
+        LaunchReadiness(lifecycle: self, interval: 3600, trigger: trigger, logger: logger)?.complete("ABANDON", because: why)
     }
 
     /// A stop that came before the boot had a plan: nothing to drain, but the terminating

@@ -104,13 +104,18 @@ struct BootCommand: ParsableCommand {
         do {
             (plan, area) = try resolver.plan()
         } catch {
-            if error.code == .stopped, let stop = trigger.current {
-                // Nothing started, so nothing drains; a terminating action still completes.
+            let stoppedEarly = error.code == .stopped ? trigger.current : nil
+            if let stop = stoppedEarly {
                 logger.info("stopped (\(stop.reason.source)) while reading the realm; nothing was started")
-                lifecycle?.completeTermination(stop.reason, until: stop.at + (stopTimeout?.seconds ?? 300))
-                return
+            } else {
+                lifecycle?.abandonLaunch(because: error.message, stoppingOn: trigger)
             }
-            lifecycle?.abandonLaunch(because: error.message, stoppingOn: trigger)
+            // Nothing started, so nothing drains; a terminating action still completes, also after
+            // a stop that ended the ABANDON retries.
+            if let stop = trigger.current {
+                lifecycle?.completeTermination(stop.reason, until: stop.at + (stopTimeout?.seconds ?? 300))
+            }
+            if stoppedEarly != nil { return }
             throw error
         }
         var settings = BootSettings(root: root, scriptTimeout: scriptTimeout.seconds, stopTimeout: stopTimeout?.seconds,

@@ -107,6 +107,27 @@ import Testing
         #expect(waitUntil(timeout: 20) { nothingRunning() }, "nothing left running after \(failure)")
     }
 
+    /// A stop while a boot that failed before its plan retries ABANDON ends the retries; the
+    /// terminating action is completed before the boot exits 1 (SPEC §8, §8a).
+    @Test func aStopDuringTheAbandonRetriesOfAFailedBootCompletesTheTermination() throws {
+        try group(pendingHook: "H")  // completing L answers "No active Lifecycle Action found"
+        let agent = try boot(realm: "staging")
+        func launchTries() -> [Double] {
+            (((try? imds.calls("CompleteLifecycleAction")) ?? []).filter { ($0["params"] as? [String: String])?["LifecycleHookName"] == "L" })
+                .compactMap { $0["time"] as? Double }
+        }
+        #expect(waitUntil(timeout: 30) { launchTries().count >= 2 }, "retrying ABANDON: \(agent.log)")
+        agent.signal(SIGTERM)
+        #expect(waitUntil(timeout: 60) { agent.status != nil }, "the ABANDON retries' 300 s are not waited out: \(agent.log)")
+        #expect(agent.status == .exited(1), "the boot still failed: \(agent.log)")
+        let completions = try imds.completions()
+        #expect(completions.map { $0["hook"] as? String } == ["H"], "\(completions)")
+        #expect(completions.first?["result"] as? String == "CONTINUE")
+        let completedAt = completions.first?["time"] as? Double ?? 0
+        #expect(launchTries().allSatisfy { $0 < completedAt }, "no ABANDON retry after the terminating completion")
+        #expect(WorkerRecord.all(in: records).isEmpty, "nothing started")
+    }
+
     @Test(arguments: ["Warmed:Stopped", "Warmed:Hibernated"])
     func aWarmUpBootInstallsStartsNothingCompletesAndExits(_ state: String) throws {
         try group(state: "Warmed:Pending:Wait")
