@@ -85,7 +85,7 @@ public final class AWSContext: Sendable {
         "https://\(service.rawValue).\(region).\(dnsSuffix)"
     }
 
-    /// - Parameter cancel: readable once waits to retry should end (see `RetryPolicy.cancel`).
+    /// - Parameter cancel: readable once requests and waits to retry should end (see `RetryPolicy.cancel`).
     public func client(_ service: AWSService, defaultAttempts: Int = RetryPolicy.defaultAttempts,
                        throttlingBudget: Double? = nil, cancel: Int32? = nil) throws(LavaError) -> AWSServiceClient {
         let serviceLogger = logger.with(component: service.rawValue)

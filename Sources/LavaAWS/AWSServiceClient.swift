@@ -146,12 +146,8 @@ public final class AWSServiceClient: Sendable {
                 throw attempts > 1 ? LavaError(failure.code, "\(failure.message) (gave up after \(attempts) attempts)", serviceCode: failure.serviceCode) : failure
             }
             logger.debug("retrying \(service.rawValue) \(request.operation) in \(Int(delay * 1000)) ms (attempt \(attempts + 1)): \(failure.message)")
-            if let cancel = retry.cancel {
-                if Clock.sleep(seconds: delay, unless: cancel) {
-                    throw LavaError(.stopped, "\(service.rawValue) \(request.operation): stopped while waiting to retry (\(failure.message))")
-                }
-            } else {
-                Clock.sleep(seconds: delay)
+            if Clock.sleep(seconds: delay, unless: retry.cancel) {
+                throw LavaError(.stopped, "\(service.rawValue) \(request.operation): stopped while waiting to retry (\(failure.message))")
             }
             attempts += 1
         }

@@ -63,13 +63,8 @@ public final class IMDSClient: Sendable {
                 guard error.isTransientAWSFailure, attempt < retry.maxAttempts else {
                     throw error.code == .aws || error.code == .credentials ? error : error.prefixed("cannot reach the instance metadata service at \(endpoint)")
                 }
-                let wait = retry.delay(afterAttempt: attempt)
-                if let cancel {
-                    if Clock.sleep(seconds: wait, unless: cancel) {
-                        throw LavaError(.stopped, "instance metadata \(path): stopped while waiting to retry (\(error.message))")
-                    }
-                } else {
-                    Clock.sleep(seconds: wait)
+                if Clock.sleep(seconds: retry.delay(afterAttempt: attempt), unless: cancel) {
+                    throw LavaError(.stopped, "instance metadata \(path): stopped while waiting to retry (\(error.message))")
                 }
                 attempt += 1
             }

@@ -220,18 +220,6 @@ public final class Lifecycle: Sendable {
         LaunchReadiness(lifecycle: self, interval: 3600, trigger: trigger, logger: logger)?.complete("ABANDON", because: why)
     }
 
-    /// A stop that came before the boot had a plan: nothing to drain, but the terminating
-    /// action (named by the request, else looked up) is completed CONTINUE.
-    public func completeTermination(_ reason: StopReason, until deadline: Double) {
-        guard let action = action(reason.lifecycle) else { return }
-        let client: AutoScalingClient
-        do { client = try autoScaling() } catch {
-            logger.error("cannot complete the lifecycle action: \(error.message)")
-            return
-        }
-        try? action.complete(with: client, until: deadline, logger: logger)  // it logs a failure
-    }
-
     /// The launch action waiting for this boot (`Pending:Wait`, `Warmed:Pending:Wait`), if any.
     public func launchAction() -> LifecycleAction? {
         let (hook, instanceState) = state.withLock { ($0.launchHook, $0.instanceState) }
@@ -330,10 +318,11 @@ public final class Lifecycle: Sendable {
         return HookLimits()
     }
 
-    /// `stop` with no agent running: the action the request names, or else this instance's (found
-    /// as a drain finds it), completed CONTINUE, retried for up to `limit` seconds (less when the
-    /// hook's GlobalTimeout is shorter) with heartbeats meanwhile. Nil when there is none to complete.
-    public func completeWithoutAgent(_ overrides: LifecycleOverrides, limit: Double, heartbeatInterval: Double) throws(LavaError) -> LifecycleAction? {
+    /// A termination with nothing to drain (`stop` with no agent running, or a stop before the
+    /// boot had a plan): the action the request names, or else this instance's (found as a drain
+    /// finds it), completed CONTINUE, retried for up to `limit` seconds (less when the hook's
+    /// GlobalTimeout is shorter) with heartbeats meanwhile. Nil when there is none to complete.
+    public func completeTermination(_ overrides: LifecycleOverrides, limit: Double, heartbeatInterval: Double) throws(LavaError) -> LifecycleAction? {
         guard let action = action(overrides) else { return nil }
         logger.info("completing the lifecycle action of group \(action.group), hook \(action.hook), instance \(action.instanceID)")
         let until = Clock.monotonicSeconds() + min(limit, action.limits.globalTimeout.map(Double.init) ?? .infinity)

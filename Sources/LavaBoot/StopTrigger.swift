@@ -66,9 +66,7 @@ public final class StopTrigger: Sendable {
 
     /// Sleeps up to `seconds`, less when a trigger fires; true when one has.
     public func wait(seconds: Double) -> Bool {
-        guard fired.wait(timeout: .now() + .milliseconds(Int(saturating: min(max(0, seconds), 1e9) * 1000))) == .success else { return false }
-        fired.signal()
-        return true
+        Clock.sleep(seconds: seconds, unless: descriptor)
     }
 
     /// Blocks SIGTERM and SIGINT in this thread (and every thread started after), and turns

@@ -63,7 +63,7 @@ public final class HTTPClient: Sendable {
         var failure: LavaError? = nil
         do throws(LavaError) {
             try transfer.start(request, mode: .buffered(limit: configuration.maximumBufferedBody), configuration: configuration)
-            try transfer.drive(wakingOn: cancel) { cancel.map { Clock.sleep(seconds: 0, unless: $0) } ?? false }
+            try transfer.drive(wakingOn: cancel) { Clock.sleep(seconds: 0, unless: cancel) }
             failure = transfer.finished ? transfer.failure() : LavaError(.stopped, "\(transfer.target): cancelled")
         } catch {
             failure = error

@@ -304,8 +304,13 @@ public enum Clock {
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
-    /// Sleeps for `seconds`, or until `cancel` turns readable (true then).
-    public static func sleep(seconds: Double, unless cancel: Int32) -> Bool {
+    /// Sleeps for `seconds`, or until `cancel` turns readable (true then); without `cancel`, the
+    /// whole time.
+    public static func sleep(seconds: Double, unless cancel: Int32?) -> Bool {
+        guard let cancel else {
+            sleep(seconds: seconds)
+            return false
+        }
         let deadline = monotonicSeconds() + max(0, seconds)
         while true {
             let left = deadline - monotonicSeconds()

@@ -96,7 +96,7 @@ struct StopCommand: ParsableCommand {
         let overrides = LifecycleOverrides(group: group, hook: hook, token: token, instanceID: instanceID)
         logger.info("no lava-boot agent is running: completing this instance's lifecycle action")
         let lifecycle = try LifecycleSetup.make(global: global, logger: logger)
-        guard let action = try lifecycle.completeWithoutAgent(overrides, limit: 600, heartbeatInterval: 60) else { throw noAgent }
+        guard let action = try lifecycle.completeTermination(overrides, limit: 600, heartbeatInterval: 60) else { throw noAgent }
         print("completed the lifecycle action of \(action.instanceID) (group \(action.group), hook \(action.hook)): CONTINUE")
     }
 }

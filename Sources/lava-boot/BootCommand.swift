@@ -112,8 +112,14 @@ struct BootCommand: ParsableCommand {
             }
             // Nothing started, so nothing drains; a terminating action still completes, also after
             // a stop that ended the ABANDON retries.
-            if let stop = trigger.current {
-                lifecycle?.completeTermination(stop.reason, until: stop.at + (stopTimeout?.seconds ?? 300))
+            if let stop = trigger.current, let lifecycle {
+                do {
+                    _ = try lifecycle.completeTermination(stop.reason.lifecycle ?? LifecycleOverrides(),
+                                                          limit: stop.at + (stopTimeout?.seconds ?? 300) - Clock.monotonicSeconds(),
+                                                          heartbeatInterval: heartbeatInterval?.seconds ?? 60)
+                } catch {
+                    logger.error("\(error.message)")
+                }
             }
             if stoppedEarly != nil { return }
             throw error

@@ -46,7 +46,7 @@ final class AWSAccess {
     }
 
     /// Bounded by time, not a count: a fleet of hundreds booting at once must all get through.
-    /// `cancel` (a stop trigger) ends the waits between throttled reads.
+    /// `cancel` (a stop trigger) ends the read and the waits between throttled reads.
     func realmItem(table: String, realm: String, cancel: Int32? = nil) throws(LavaError) -> RealmItem {
         try realmsTable(table, throttlingBudget: RetryPolicy.realmsTableThrottlingBudget, cancel: cancel).item(realm: realm)
     }
