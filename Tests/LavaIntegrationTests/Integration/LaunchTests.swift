@@ -66,16 +66,18 @@ import Testing
         #expect(agent.stop() == .exited(0), "\(agent.log)")
     }
 
+    /// When each attempt to complete the launching hook L's action came.
+    func launchTries() -> [Double] {
+        (((try? imds.calls("CompleteLifecycleAction")) ?? []).filter { ($0["params"] as? [String: String])?["LifecycleHookName"] == "L" })
+            .compactMap { $0["time"] as? Double }
+    }
+
     /// A launch completion Auto Scaling keeps refusing is given up once a stop comes: the drain
     /// goes ahead and completes the terminating action (SPEC §8a).
     @Test(arguments: ["SIGTERM", "Terminated"])
     func aStopEndsTheLaunchCompletionsRetries(_ stop: String) throws {
         try group(pendingHook: "H")  // completing L answers "No active Lifecycle Action found"
         let agent = try boot(readyAfter: "0s")
-        func launchTries() -> [Double] {
-            (((try? imds.calls("CompleteLifecycleAction")) ?? []).filter { ($0["params"] as? [String: String])?["LifecycleHookName"] == "L" })
-                .compactMap { $0["time"] as? Double }
-        }
         #expect(waitUntil(timeout: 30) { launchTries().count >= 2 }, "retrying: \(agent.log)")
         if stop == "SIGTERM" { agent.signal(SIGTERM) } else { try imds.targetState("Terminated") }
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "the drain does not wait out the launch completion's 300 s: \(agent.log)")
@@ -112,10 +114,6 @@ import Testing
     @Test func aStopDuringTheAbandonRetriesOfAFailedBootCompletesTheTermination() throws {
         try group(pendingHook: "H")  // completing L answers "No active Lifecycle Action found"
         let agent = try boot(realm: "staging")
-        func launchTries() -> [Double] {
-            (((try? imds.calls("CompleteLifecycleAction")) ?? []).filter { ($0["params"] as? [String: String])?["LifecycleHookName"] == "L" })
-                .compactMap { $0["time"] as? Double }
-        }
         #expect(waitUntil(timeout: 30) { launchTries().count >= 2 }, "retrying ABANDON: \(agent.log)")
         agent.signal(SIGTERM)
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "the ABANDON retries' 300 s are not waited out: \(agent.log)")

@@ -43,6 +43,20 @@ import Testing
         return WorkerRecord.all(in: records).first
     }
 
+    /// An agent booted outside any group (discovery finds none), its worker running: the drain
+    /// must find the action itself.
+    func bootOutsideAGroup(drainSeconds: Int = 0, stopTimeout: String? = "60s") throws -> (RunningAgent, WorkerRecord) {
+        try group(inGroup: false)
+        realm(drainSeconds: drainSeconds)
+        let agent = try boot(stopTimeout: stopTimeout)
+        let worker = try #require(waitForWorker(agent), "\(agent.log)")
+        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        return (agent, worker)
+    }
+
+    /// Auto Scaling calls the fake holds unanswered right now.
+    func heldCalls() -> Int { ((try? imds.counters()["autoscaling_held"] as? Int) ?? nil) ?? 0 }
+
     func expectEverySignatureChecked() throws {
         let all = (try imds.counters()["autoscaling_calls"] as? [[String: Any]]) ?? []
         #expect(!all.isEmpty)
@@ -167,16 +181,11 @@ import Testing
     /// The drain's first steps need no answer from Auto Scaling: the instance joined its group
     /// after boot, and the lookup at the trigger is held unanswered until the daemon heard the stop.
     @Test func theDaemonsHearTheStopBeforeTheLifecycleLookupsAnswer() throws {
-        try group(inGroup: false)
-        realm()
-        let agent = try boot()
-        let worker = try #require(waitForWorker(agent), "\(agent.log)")
-        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        let (agent, worker) = try bootOutsideAGroup()
         try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "Terminating:Wait"}}}, "autoscaling_hold": ["DescribeAutoScalingInstances"]}"#)
         agent.signal(SIGTERM)
-        func held() -> Int { ((try? imds.counters()["autoscaling_held"] as? Int) ?? nil) ?? 0 }
         let heard = waitUntil(timeout: 20) { worker.signals.contains("HUP") }
-        let looking = waitUntil(timeout: 20) { held() >= 1 }
+        let looking = waitUntil(timeout: 20) { heldCalls() >= 1 }
         try imds.control(json: #"{"autoscaling_hold": []}"#)
         #expect(heard, "SIGHUP sent while DescribeAutoScalingInstances went unanswered: \(agent.log)")
         #expect(looking, "the group was looked up at the trigger: \(agent.log)")
@@ -189,23 +198,18 @@ import Testing
     /// The drain's deadline is fixed at the trigger: a group lookup Auto Scaling never answers
     /// neither delays the daemons' SIGTERM nor keeps the agent past its 20 s budget.
     @Test func theDeadlineHoldsWhileTheLifecycleLookupGoesUnanswered() throws {
-        try group(inGroup: false)
-        realm(drainSeconds: 600)
-        let agent = try boot(stopTimeout: "20s")
-        let worker = try #require(waitForWorker(agent), "\(agent.log)")
-        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        let (agent, worker) = try bootOutsideAGroup(drainSeconds: 600, stopTimeout: "20s")
         try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "Terminating:Wait"}}}, "autoscaling_hold": ["DescribeAutoScalingInstances"]}"#)
         defer { _ = try? imds.control(json: #"{"autoscaling_hold": []}"#) }
-        func held() -> Int { ((try? imds.counters()["autoscaling_held"] as? Int) ?? nil) ?? 0 }
         let triggered = Date().timeIntervalSince1970
         agent.signal(SIGTERM)
         #expect(waitUntil(timeout: 30) { worker.signals.contains("TERM") }, "SIGTERM while the lookup goes unanswered: \(agent.log)")
-        #expect(held() >= 1, "the group lookup was still held when the worker got SIGTERM")
+        #expect(heldCalls() >= 1, "the group lookup was still held when the worker got SIGTERM")
         #expect(waitUntil(timeout: 60) { agent.status != nil }, "\(agent.log)")
         #expect(Date().timeIntervalSince1970 - triggered < 40, "done with the 20 s budget, not with the held lookup")
         #expect(agent.status == .exited(0), "\(agent.log)")
         #expect(worker.signals == ["nodispatch", "HUP", "TERM"], "\(worker.signals)")
-        #expect(held() >= 1, "the lookup was never answered")
+        #expect(heldCalls() >= 1, "the lookup was never answered")
         #expect(agent.log.contains("the lifecycle action is still not known at the deadline"), "\(agent.log)")
         #expect(try imds.calls("CompleteLifecycleAction").isEmpty)
     }
@@ -213,16 +217,11 @@ import Testing
     /// A hook lookup answered only after the worker got SIGTERM: the action is completed once,
     /// after the worker is gone, and the agent exits 0.
     @Test func aLifecycleLookupAnsweredLateIsCompletedAfterTheDaemons() throws {
-        try group(inGroup: false)
-        realm(drainSeconds: 600)
-        let agent = try boot(stopTimeout: "30s")
-        let worker = try #require(waitForWorker(agent), "\(agent.log)")
-        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        let (agent, worker) = try bootOutsideAGroup(drainSeconds: 600, stopTimeout: "30s")
         try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "Terminating:Wait"}}}, "autoscaling_hold": ["DescribeLifecycleHooks"]}"#)
-        func held() -> Int { ((try? imds.counters()["autoscaling_held"] as? Int) ?? nil) ?? 0 }
         agent.signal(SIGTERM)
         let terminated = waitUntil(timeout: 30) { worker.signals.contains("TERM") }
-        let stillHeld = held() >= 1
+        let stillHeld = heldCalls() >= 1
         try imds.control(json: #"{"autoscaling_hold": []}"#)
         #expect(terminated, "SIGTERM while the hook lookup goes unanswered: \(agent.log)")
         #expect(stillHeld, "the hook lookup was still held when the worker got SIGTERM")
@@ -239,11 +238,7 @@ import Testing
     /// A hook found at the trigger whose GlobalTimeout ends before the budget brings SIGTERM
     /// closer: the drain plans for the shorter of the two.
     @Test func aShorterGlobalTimeoutFoundAtTheTriggerBringsTheDeadlineCloser() throws {
-        try group(inGroup: false)
-        realm(drainSeconds: 600)
-        let agent = try boot(stopTimeout: "120s")
-        let worker = try #require(waitForWorker(agent), "\(agent.log)")
-        #expect(waitUntil(timeout: 20) { agent.log.contains("in no Auto Scaling group") }, "\(agent.log)")
+        let (agent, worker) = try bootOutsideAGroup(drainSeconds: 600, stopTimeout: "120s")
         try imds.control(json: #"{"autoscaling": {"instances": {"\#(FakeIMDS.instanceID)": {"group": "G", "state": "Terminating:Wait"}}, "hooks": {"G": [{"name": "H", "heartbeat_timeout": 30, "global_timeout": 40}]}}}"#)
         let triggered = Date().timeIntervalSince1970
         agent.signal(SIGTERM)
